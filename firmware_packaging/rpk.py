@@ -1,0 +1,513 @@
+"""Read, summarise and rewrite Sony IMX500 network packages (``.rpk`` files).
+
+Layout, as confirmed byte by byte (hex dump and a scripted walk) on the two vendor
+packages in ``shared/fixtures/rpk`` and matching how picamera2's
+``IMX500.__ni_from_network`` walks a package:
+
+* The file is one or more firmware blocks, back to back from offset 0.
+* A block is a 16-byte header — ASCII magic ``9464``, a big-endian u32 payload size,
+  8 flag bytes — then the payload, then a 48-byte footer that *ends* with ASCII
+  ``3695``: the footer magic sits at block offset ``size + 60``, so a block frames its
+  payload with exactly 64 bytes. (The footer's first 44 bytes are zeros in the
+  single-block package and 16 checksum-like bytes plus 28 zeros in the three-block one;
+  the footer magic is not at the footer's start.)
+* When bit 0 of flag byte 6 (picamera2's "device lock" flag) is set, 32 more bytes
+  follow the footer. Neither vendor package sets it; the rule is picamera2's.
+* Observed flags: byte 1 is the number of blocks, byte 3 the block's 1-based number,
+  byte 7 is 1 on the first block only. Nothing here relies on that.
+* The CPIO archive (newc) starts right after the last block with no gap, at offsets
+  65008 and 2572752: 4-byte aligned, not 512-byte aligned in the file. Its 4-byte
+  alignment counts from the archive's start.
+* Each archive is 2048 bytes: after ``TRAILER!!!`` it is padded with zeros (364 and 180
+  bytes) to a multiple of 512, as GNU cpio writes it, and the file ends there. Nothing
+  follows the archive.
+* Members: ``imx500_regs``, ``network_info.txt`` (ASCII ``key=value`` lines) and,
+  in the DeepLab package, ``network_intrinsics``: one line of JSON ending in a newline.
+
+picamera2 reads only two members, by exact name: ``network_info.txt`` (the input tensor
+width, height and format, and the normalisation constants of network 0) and
+``network_intrinsics`` (JSON checked against its ``NetworkIntrinsics`` schema). It gets
+output tensor shapes from the camera at run time, not from the package.
+
+The vendor script ``rpk_update_network_intrinsics`` rebuilds the whole archive with
+``cpio --create --format=newc --reproducible``, appending ``network_intrinsics`` to the
+member list when absent, overwrites the file from the archive's offset and truncates
+it there. :func:`write_with_intrinsics` does the same change without touching any
+other member's header, and pads the archive to 512 bytes likewise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import struct
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from imx500_picosam.errors import PicosamError
+
+from .cpio import MAGIC as CPIO_MAGIC
+from .cpio import CpioArchive, CpioEntry, CpioFormatError, read_cpio
+
+BLOCK_MAGIC = b"9464"
+FOOTER_MAGIC = b"3695"
+FLAGS_OFFSET = 8
+BLOCK_HEADER_SIZE = 16
+BLOCK_FRAMING_SIZE = 64
+FOOTER_MAGIC_OFFSET = BLOCK_FRAMING_SIZE - len(FOOTER_MAGIC)
+DEVICE_LOCK_FLAG_BYTE = 6
+DEVICE_LOCK_EXTRA_SIZE = 32
+NETWORK_INFO_NAME = "network_info.txt"
+INTRINSICS_NAME = "network_intrinsics"
+TASKS = ("classification", "object detection", "pose estimation", "segmentation")
+# picamera2 only unpacks RGB and BGR input tensors, as three planes.
+THREE_PLANE_FORMATS = ("RGB", "BGR")
+
+
+@dataclass(frozen=True)
+class FirmwareBlock:
+    """One framed firmware block; ``offset`` is where its header starts in the file."""
+
+    index: int
+    offset: int
+    payload_size: int
+    flags: bytes
+    framed_size: int
+
+    @property
+    def device_locked(self) -> bool:
+        return bool(self.flags[DEVICE_LOCK_FLAG_BYTE] & 1)
+
+
+@dataclass(frozen=True)
+class RpkPackage:
+    """A parsed package: its firmware blocks and the CPIO archive after them."""
+
+    path: Path
+    size: int
+    blocks: tuple[FirmwareBlock, ...]
+    cpio_offset: int
+    cpio: CpioArchive
+    network_info: dict[str, str]
+    intrinsics: dict | None
+
+
+def read_rpk(path: str | os.PathLike) -> RpkPackage:
+    """Parse and validate the package at ``path``; any defect raises :class:`PicosamError`."""
+    path = Path(path)
+    return _parse_package(path, _read_bytes(path))
+
+
+def _parse_package(path: Path, data: bytes) -> RpkPackage:
+    blocks = _read_blocks(path, data)
+    cpio_offset = blocks[-1].offset + blocks[-1].framed_size
+    archive = _read_archive(path, data, cpio_offset)
+    members = _members_by_name(path, archive)
+    if NETWORK_INFO_NAME not in members:
+        raise _error(path, f"the CPIO archive at offset {cpio_offset} holds no {NETWORK_INFO_NAME}")
+    return RpkPackage(
+        path=path,
+        size=len(data),
+        blocks=tuple(blocks),
+        cpio_offset=cpio_offset,
+        cpio=archive,
+        network_info=_parse_network_info(path, members[NETWORK_INFO_NAME].data),
+        intrinsics=_parse_intrinsics(path, members.get(INTRINSICS_NAME)),
+    )
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise _error(path, f"cannot read: {err.strerror or err}") from err
+
+
+def _error(path: Path, message: str) -> PicosamError:
+    return PicosamError(f"{path}: {message}")
+
+
+def _read_blocks(path: Path, data: bytes) -> list[FirmwareBlock]:
+    if not data:
+        raise _error(path, "empty file")
+    if not data.startswith(BLOCK_MAGIC):
+        raise _error(path, f"not an IMX500 network package: starts with {data[:8]!r}, not block magic '9464'")
+    blocks: list[FirmwareBlock] = []
+    offset = 0
+    while data.startswith(BLOCK_MAGIC, offset):
+        block = _read_block(path, data, len(blocks), offset)
+        blocks.append(block)
+        offset += block.framed_size
+    return blocks
+
+
+def _read_block(path: Path, data: bytes, index: int, offset: int) -> FirmwareBlock:
+    remaining = len(data) - offset
+    if remaining < BLOCK_HEADER_SIZE:
+        raise _error(path, f"truncated: firmware block {index} header at offset {offset} "
+                           f"needs {BLOCK_HEADER_SIZE} bytes but only {remaining} remain")
+    (payload_size,) = struct.unpack_from(">I", data, offset + len(BLOCK_MAGIC))
+    flags = data[offset + FLAGS_OFFSET : offset + BLOCK_HEADER_SIZE]
+    block = FirmwareBlock(index, offset, payload_size, flags, payload_size + BLOCK_FRAMING_SIZE)
+    if block.device_locked:
+        block = replace(block, framed_size=block.framed_size + DEVICE_LOCK_EXTRA_SIZE)
+    if block.framed_size > remaining:
+        raise _error(path, f"truncated: firmware block {index} at offset {offset} claims {payload_size} "
+                           f"payload bytes ({block.framed_size} with framing) but only {remaining} remain")
+    footer_at = offset + payload_size + FOOTER_MAGIC_OFFSET
+    footer = data[footer_at : footer_at + len(FOOTER_MAGIC)]
+    if footer != FOOTER_MAGIC:
+        raise _error(path, f"firmware block {index} at offset {offset}: footer magic at offset {footer_at} "
+                           f"is {footer!r}, not '3695'")
+    return block
+
+
+def _read_archive(path: Path, data: bytes, offset: int) -> CpioArchive:
+    if offset == len(data):
+        raise _error(path, f"truncated: no CPIO archive after the firmware blocks (file ends at offset {offset})")
+    if not data.startswith(CPIO_MAGIC, offset):
+        found = data[offset : offset + len(CPIO_MAGIC)]
+        raise _error(path, f"expected block magic '9464' or CPIO magic '070701' at offset {offset}, found {found!r}")
+    try:
+        return read_cpio(data[offset:])
+    except CpioFormatError as err:
+        raise _error(path, f"CPIO archive at offset {offset}: {err}") from err
+
+
+def _members_by_name(path: Path, archive: CpioArchive) -> dict[str, CpioEntry]:
+    members: dict[str, CpioEntry] = {}
+    for entry in archive.entries:
+        if entry.name in members:
+            raise _error(path, f"the CPIO archive holds {entry.name!r} twice")
+        members[entry.name] = entry
+    return members
+
+
+def _parse_network_info(path: Path, raw: bytes) -> dict[str, str]:
+    """The ``key=value`` lines; a key repeated for a later network keeps network 0's value."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise _error(path, f"{NETWORK_INFO_NAME} is not ASCII text") from None
+    info: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        key, separator, value = line.strip().partition("=")
+        if not key and not separator:
+            continue
+        if not key or not separator:
+            raise _error(path, f"{NETWORK_INFO_NAME} line {number} is not key=value: {line.strip()!r}")
+        info.setdefault(key, value)
+    return info
+
+
+def _parse_intrinsics(path: Path, entry: CpioEntry | None) -> dict | None:
+    if entry is None:
+        return None
+    try:
+        intrinsics = json.loads(entry.data)
+    except ValueError as err:
+        raise _error(path, f"{INTRINSICS_NAME} is not valid JSON: {err}") from None
+    if not isinstance(intrinsics, dict):
+        raise _error(path, f"{INTRINSICS_NAME} must be a JSON object, not {_json_type(intrinsics)}")
+    return intrinsics
+
+
+def summarize(pkg: RpkPackage) -> dict:
+    """A JSON-serialisable description of ``pkg``; facts the package lacks are ``None``."""
+    return {
+        "file": str(pkg.path),
+        "size": pkg.size,
+        "blocks": [
+            {"index": b.index, "offset": b.offset, "payload_size": b.payload_size,
+             "framed_size": b.framed_size, "flags": b.flags.hex()}
+            for b in pkg.blocks
+        ],
+        "cpio": {
+            "offset": pkg.cpio_offset,
+            "size": pkg.size - pkg.cpio_offset,
+            "entries": [{"name": e.name, "size": len(e.data)} for e in pkg.cpio.entries],
+        },
+        "network_info": dict(pkg.network_info),
+        "intrinsics": pkg.intrinsics,
+        "input_tensor": _input_tensor_facts(pkg),
+        "output_tensors": _output_tensor_facts(pkg),
+    }
+
+
+def _input_tensor_facts(pkg: RpkPackage) -> dict:
+    """Input tensor facts as picamera2 derives them from network 0's ``network_info.txt`` keys."""
+    tensor_format = pkg.network_info.get("inputTensorFormat")
+    facts: dict[str, Any] = {
+        "width": _info_int(pkg, "inputTensorWidth"),
+        "height": _info_int(pkg, "inputTensorHeight"),
+        "format": tensor_format,
+        "channels": 3 if tensor_format in THREE_PLANE_FORMATS else None,
+        "dtype": None,
+        "norm_val": None,
+        "div_val": None,
+    }
+    if tensor_format in THREE_PLANE_FORMATS:
+        facts.update(_normalisation(pkg, tensor_format))
+    return facts
+
+
+def _normalisation(pkg: RpkPackage, tensor_format: str) -> dict:
+    """picamera2's reading of the ``inputTensorNorm_K..`` registers (13- and 12-bit signed)."""
+    outer = ("K00", "K22") if tensor_format == "RGB" else ("K02", "K20")
+    names = ("K03", "K13", "K23", outer[0], "K11", outer[1])
+    registers = [_info_int(pkg, f"inputTensorNorm_{name}", base=0) for name in names]
+    if None in registers:
+        return {}
+    return {
+        "dtype": "signed" if _sign_bit(registers[0], 13) else "unsigned",
+        "norm_val": [_signed(value, 13) for value in registers[:3]],
+        "div_val": [_signed(value, 12) for value in registers[3:]],
+    }
+
+
+def _sign_bit(value: int, bits: int) -> bool:
+    return bool((value >> (bits - 1)) & 1)
+
+
+def _signed(value: int, bits: int) -> int:
+    return -((-value) & ((1 << bits) - 1)) if _sign_bit(value, bits) else value
+
+
+def _output_tensor_facts(pkg: RpkPackage) -> dict:
+    """What ``network_info.txt`` declares about outputs (picamera2 itself ignores these keys)."""
+    count = _info_int(pkg, "outputTensorNum")
+    tensors = [
+        {
+            "index": number,
+            "dim_size": _info_int(pkg, f"outputTensorDimSize{number}"),
+            "bytes_per_element": _info_int(pkg, f"outputTensorBytesPerElement{number}"),
+            "padding": _info_int(pkg, f"outputTensorPadding{number}"),
+        }
+        for number in range(1, (count or 0) + 1)
+    ]
+    return {"count": count, "tensors": tensors}
+
+
+def _info_int(pkg: RpkPackage, key: str, base: int = 10) -> int | None:
+    value = pkg.network_info.get(key)
+    if value is None:
+        return None
+    try:
+        return int(value, base)
+    except ValueError:
+        raise _error(pkg.path, f"{NETWORK_INFO_NAME}: {key}={value!r} is not an integer") from None
+
+
+IntrinsicsCheck = Callable[[Any, str], None]
+
+
+def _expect(accepts: Callable[[Any], bool], expected: str) -> IntrinsicsCheck:
+    def check(value: Any, where: str) -> None:
+        if not accepts(value):
+            raise ValueError(f"{where} must be {expected}, got {_brief(value)}")
+
+    return check
+
+
+def _json_object(fields: dict[str, IntrinsicsCheck], required: tuple[str, ...] = ()) -> IntrinsicsCheck:
+    def check(value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where or 'intrinsics'} must be a JSON object, got {_json_type(value)}")
+        for key in required:
+            if key not in value:
+                raise ValueError(f"{where} needs {key!r}")
+        for key, check_field in fields.items():
+            if key in value:
+                check_field(value[key], f"{where}.{key}" if where else key)
+
+    return check
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_rate(value: Any) -> bool:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return is_number and math.isfinite(value) and value >= 0
+
+
+# The schema of picamera2's NetworkIntrinsics; it too lets unknown top-level keys through.
+_check_intrinsics = _json_object({
+    "task": _expect(lambda value: value in TASKS, "one of " + ", ".join(map(repr, TASKS))),
+    "inference_rate": _expect(_is_rate, "a number >= 0"),
+    "cpu": _json_object({
+        "bbox_normalization": _expect(_is_bool, "a boolean"),
+        "bbox_order": _expect(lambda value: value in ("xy", "yx"), "'xy' or 'yx'"),
+        "softmax": _expect(_is_bool, "a boolean"),
+        "post_processing": _expect(_is_str, "a string"),
+    }),
+    "input_aspect_ratio": _json_object(
+        {"width": _expect(_is_positive_int, "a positive integer"),
+         "height": _expect(_is_positive_int, "a positive integer")},
+        required=("width", "height"),
+    ),
+    "classes": _json_object({
+        "labels": _expect(lambda value: isinstance(value, list) and all(map(_is_str, value)), "a list of strings"),
+        "ignore_undefined": _expect(_is_bool, "a boolean"),
+    }),
+})
+
+
+def validate_intrinsics(intrinsics: Any, source: str = INTRINSICS_NAME) -> dict:
+    """Return ``intrinsics`` if picamera2 would accept it, else raise naming ``source``."""
+    try:
+        _check_intrinsics(intrinsics, "")
+    except ValueError as err:
+        raise PicosamError(f"{source}: {err}") from None
+    return intrinsics
+
+
+def build_intrinsics(
+    task: str | None = None,
+    inference_rate: float | None = None,
+    input_aspect_ratio: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """Intrinsics from the common fields plus ``extra`` keys, validated like picamera2 does."""
+    if extra is not None and not isinstance(extra, dict):
+        raise PicosamError(f"extra intrinsics must be a dict, got {_json_type(extra)}")
+    intrinsics = dict(extra or {})
+    given = {"task": task, "inference_rate": inference_rate, "input_aspect_ratio": input_aspect_ratio}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in intrinsics:
+            raise PicosamError(f"intrinsics: {key} given both as an argument and in extra")
+        intrinsics[key] = value
+    return validate_intrinsics(intrinsics, "intrinsics")
+
+
+def load_intrinsics_json(path: str | os.PathLike) -> dict:
+    """Read and validate an intrinsics JSON file; any problem is one line naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise _error(path, f"cannot read: {getattr(err, 'strerror', None) or err}") from err
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise _error(path, f"not valid JSON: {err}") from None
+    return validate_intrinsics(value, str(path))
+
+
+def write_with_intrinsics(src: str | os.PathLike, dst: str | os.PathLike, intrinsics: dict) -> None:
+    """Write ``src`` to ``dst`` with ``network_intrinsics`` set; only the CPIO archive changes.
+
+    The new file is written beside ``dst``, verified by parsing it back, then renamed
+    over ``dst``, so ``dst`` is either the old file or a verified new one.
+    """
+    src, dst = Path(src), Path(dst)
+    _refuse_same_file(src, dst)
+    payload = _encode_intrinsics(validate_intrinsics(intrinsics, "intrinsics"))
+    data = _read_bytes(src)
+    package = _parse_package(src, data)
+    archive = _with_intrinsics_member(package.cpio, payload)
+    temporary = _write_temporary(dst, data[: package.cpio_offset] + archive.to_bytes())
+    try:
+        _verify_written(temporary, dst, package, data[: package.cpio_offset], json.loads(payload))
+        os.replace(temporary, dst)
+    except OSError as err:
+        raise _error(dst, f"cannot write: {err.strerror or err}") from err
+    finally:
+        temporary.unlink(missing_ok=True)
+    _sync_folder(dst.parent)
+
+
+def _refuse_same_file(src: Path, dst: Path) -> None:
+    same = src.resolve() == dst.resolve() or (src.exists() and dst.exists() and os.path.samefile(src, dst))
+    if same:
+        raise _error(dst, "refusing to overwrite the input package in place; write to another path")
+
+
+def _encode_intrinsics(intrinsics: dict) -> bytes:
+    try:
+        text = json.dumps(intrinsics, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise PicosamError(f"intrinsics: cannot be written as JSON: {err}") from None
+    # One line and a newline, as the vendor packages store it.
+    return (text + "\n").encode("utf-8")
+
+
+def _with_intrinsics_member(archive: CpioArchive, payload: bytes) -> CpioArchive:
+    """Replace the intrinsics member's data in place, or append a new member as the vendor script does."""
+    if archive.entry(INTRINSICS_NAME) is not None:
+        entries = [replace(e, data=payload) if e.name == INTRINSICS_NAME else e for e in archive.entries]
+    else:
+        # A fresh inode number: libarchive may link members that share one.
+        inode = max((e.ino for e in archive.entries), default=0) + 1
+        entries = [*archive.entries, CpioEntry(name=INTRINSICS_NAME, data=payload, ino=inode)]
+    return archive.with_entries(entries)
+
+
+def _write_temporary(dst: Path, data: bytes) -> Path:
+    temporary = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "xb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+    except OSError as err:
+        temporary.unlink(missing_ok=True)
+        raise _error(dst, f"cannot write: {err.strerror or err}") from err
+    return temporary
+
+
+def _verify_written(
+    temporary: Path, dst: Path, original: RpkPackage, firmware: bytes, intrinsics: dict
+) -> None:
+    data = _read_bytes(temporary)
+    try:
+        written = _parse_package(temporary, data)
+    except PicosamError as err:
+        raise _error(dst, f"the written package does not parse back: {err}") from None
+    other_members = [e for e in original.cpio.entries if e.name != INTRINSICS_NAME]
+    problems = [
+        (written.blocks != original.blocks or data[: len(firmware)] != firmware, "firmware blocks differ"),
+        ([e for e in written.cpio.entries if e.name != INTRINSICS_NAME] != other_members, "other members differ"),
+        (written.intrinsics != intrinsics, "network_intrinsics reads back differently"),
+    ]
+    for failed, problem in problems:
+        if failed:
+            raise _error(dst, f"verification of the written package failed: {problem}")
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename durable; some file systems cannot sync a folder, which is harmless."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,198 @@
+"""``make rpk``: checkpoint -> quantize -> convert -> package, with a build report.
+
+Each stage is its own module and hands the next one files and small dataclasses; this
+module only sequences them, times them and writes ``build/build_report.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .atomic import atomic_path, write_json
+from .errors import PicosamError
+
+UNTRAINED_WARNING = (
+    "UNTRAINED MODEL: this firmware was built from a seeded random initialisation, not a trained "
+    "checkpoint; its masks are meaningless. Pass CHECKPOINT=... to build a trained model."
+)
+AGREEMENT_RULE = (
+    "mean over held-out calibration crops of IoU(float logits > 0, MCT-quantized logits > 0); "
+    "IoU of two empty masks counts as 1"
+)
+
+
+@dataclass
+class BuildOptions:
+    checkpoint: Optional[Path]
+    output_dir: Path = Path("build")
+    gptq: bool = False
+    inference_rate: float = 30.0
+    tpc_version: Optional[str] = None  # None: the one matching the installed converter
+
+
+@dataclass
+class BuildOutcome:
+    report_path: Path
+    report: Dict[str, Any]
+    warnings: List[str] = field(default_factory=list)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def mask_agreement(float_model, quantized_model, images: np.ndarray) -> Dict[str, Any]:
+    float_masks = float_model.predict(images, batch_size=32, verbose=0) > 0
+    quant_masks = quantized_model.predict(images, batch_size=32, verbose=0) > 0
+    ious = [mask_iou(f, q) for f, q in zip(float_masks, quant_masks)]
+    return {
+        "crops": len(ious),
+        "mean_iou": round(float(np.mean(ious)), 4),
+        "min_iou": round(float(np.min(ious)), 4),
+        "float_foreground_fraction": round(float(float_masks.mean()), 4),
+        "rule": AGREEMENT_RULE,
+    }
+
+
+def _tensor_dicts(tensors) -> List[Dict[str, Any]]:
+    return [asdict(t) for t in tensors]
+
+
+def build_firmware(options: BuildOptions) -> BuildOutcome:
+    from . import calibration, checkpoint, convert, model, package, quantize
+
+    out = Path(options.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: Dict[str, float] = {}
+    clock = time.perf_counter()
+
+    ckpt = checkpoint.resolve_checkpoint(options.checkpoint, out / "checkpoint" / "picosam3-init.weights.h5")
+    float_model = checkpoint.load_model(ckpt)
+    warnings = [UNTRAINED_WARNING] if ckpt.provenance.kind == "initialised" else []
+    unsupported = model.unsupported_layers(float_model)
+    if unsupported:
+        raise PicosamError(f"{ckpt.weights_path}: layers the IMX500 converter refuses: {unsupported}")
+    seconds["load_checkpoint"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    calib = calibration.load_crops("calibration")
+    held_out = calibration.load_crops("held_out")
+    seconds["calibration_data"] = time.perf_counter() - clock
+
+    converter_version = quantize.installed_version("imx500-converter")
+    tpc_version = options.tpc_version or quantize.tpc_version_for_converter(converter_version)
+    clock = time.perf_counter()
+    quantized_model, quant = quantize.quantize_and_export(
+        float_model,
+        calib.images,
+        out / "quantized" / f"{ckpt.architecture}.keras",
+        tpc_version=tpc_version,
+        gptq=options.gptq,
+    )
+    seconds["quantize"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    agreement = mask_agreement(float_model, quantized_model, held_out.images)
+    seconds["agreement"] = time.perf_counter() - clock
+
+    conversion = convert.convert(quant.model_path, out / "converter")
+    seconds["convert"] = conversion.seconds
+    packer_out = out / "packerOut.zip"
+    with atomic_path(packer_out, suffix=".zip") as tmp:
+        shutil.copyfile(conversion.packer_out, tmp)
+
+    clock = time.perf_counter()
+    packaging = package.package_rpk(packer_out, out, options.inference_rate)
+    seconds["package"] = time.perf_counter() - clock
+
+    macs = model.count_conv_macs(float_model)
+    report = {
+        "report_format": 1,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": {"machine": platform.machine(), "python": platform.python_version()},
+        "warnings": warnings,
+        "model": {
+            "architecture": ckpt.architecture,
+            "parameters": model.count_parameters(float_model),
+            "conv_macs": macs.total,
+            "conv_mac_rule": model.MacCount.__doc__.split("Rule:", 1)[1].strip().replace("\n    ", " "),
+            "input": "96x96x3 RGB in [0, 1) (sensor scale 1/256, unsigned)",
+            "output": "96x96x1 logits",
+        },
+        "checkpoint": {
+            "weights": str(ckpt.weights_path),
+            "sha256": ckpt.weights_sha256,
+            "provenance": asdict(ckpt.provenance),
+        },
+        "toolchain": {
+            "tensorflow": quantize.installed_version("tensorflow"),
+            "model-compression-toolkit": quant.mct_version,
+            "edge-mdt-tpc": quant.tpc_package_version,
+            "tpc_version": quant.tpc_version,
+            "imx500-converter": conversion.converter_version,
+            "java_major": convert.java_major_version(),
+        },
+        "quantization": {
+            "method": quant.method,
+            "calibration_crops": quant.calibration_crops,
+            "calibration_photos": sorted({source for source, _ in calib.sources}),
+            "quantized_model": str(quant.model_path),
+        },
+        "float_vs_quantized": {
+            **agreement,
+            "held_out_photos": sorted({source for source, _ in held_out.sources}),
+        },
+        "converter": {
+            "memory_usage_mb": round(conversion.memory.memory_usage_mb, 3),
+            "total_on_chip_mb": round(conversion.memory.total_on_chip_mb, 3),
+            "runtime_mb": round(conversion.memory.runtime_bytes / convert.MIB, 3),
+            "model_mb": round(conversion.memory.model_bytes / convert.MIB, 3),
+            "memory_utilization": conversion.memory.utilization,
+            "fit_in_chip": conversion.memory.fit_in_chip,
+            "input_tensors": _tensor_dicts(conversion.inputs),
+            "output_tensors": _tensor_dicts(conversion.outputs),
+            "log": str(conversion.log_path),
+        },
+        "artifacts": {
+            "packerOut.zip": str(packer_out),
+            "network.rpk": str(packaging.rpk) if packaging.rpk else None,
+        },
+        "packaging": {"status": packaging.status, "message": packaging.message, "intrinsics": packaging.intrinsics},
+        "stage_seconds": {name: round(value, 2) for name, value in seconds.items()},
+    }
+    report_path = out / "build_report.json"
+    write_json(report_path, report)
+    return BuildOutcome(report_path=report_path, report=report, warnings=warnings)
+
+
+def summary_lines(report: Dict[str, Any]) -> List[str]:
+    """The short summary ``make rpk`` prints."""
+    conv, model_info, agree = report["converter"], report["model"], report["float_vs_quantized"]
+    inputs = ", ".join("x".join(map(str, t["shape"])) for t in conv["input_tensors"])
+    outputs = ", ".join("x".join(map(str, t["shape"])) for t in conv["output_tensors"])
+    lines = [f"!!! {warning}" for warning in report["warnings"]]
+    lines += [
+        f"model        {model_info['architecture']}: {model_info['parameters']:,} parameters, "
+        f"{model_info['conv_macs'] / 1e6:.1f} M conv MACs",
+        f"checkpoint   {report['checkpoint']['weights']} ({report['checkpoint']['provenance']['kind']})",
+        f"quantized    MCT {report['toolchain']['model-compression-toolkit']} {report['quantization']['method'].upper()}, "
+        f"TPC {report['toolchain']['tpc_version']}, {report['quantization']['calibration_crops']} calibration crops",
+        f"agreement    float vs quantized masks: mean IoU {agree['mean_iou']:.3f} on {agree['crops']} held-out crops",
+        f"converter    imxconv-tf {report['toolchain']['imx500-converter']}: {conv['memory_usage_mb']:.2f} MB of "
+        f"{conv['total_on_chip_mb']:.2f} MB, fit in chip: {conv['fit_in_chip']}; input {inputs}, output {outputs}",
+        f"firmware     {report['artifacts']['packerOut.zip']}"
+        + (f", {report['artifacts']['network.rpk']}" if report["artifacts"]["network.rpk"] else ""),
+        f"packaging    {report['packaging']['message']}",
+        "seconds      " + ", ".join(f"{k} {v:.1f}" for k, v in report["stage_seconds"].items()),
+    ]
+    lines += [f"!!! {warning}" for warning in report["warnings"]]
+    return lines

@@ -1,0 +1,133 @@
+"""The ``picosam`` command line.
+
+TensorFlow is imported inside the commands that need it, so ``picosam rpk ...`` and
+``picosam package`` start instantly and work on a Raspberry Pi without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from .errors import PicosamError
+
+
+class _Group(click.Group):
+    """Turns every :class:`PicosamError` into ``error: <one line>`` and exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PicosamError as err:
+            raise click.ClickException(str(err)) from None
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="imx500-picosam")
+def main() -> None:
+    """PicoSAM3 for the Raspberry Pi AI Camera (Sony IMX500): build, inspect, run."""
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint weights (*.weights.h5 with its .json sidecar). Default: a seeded, untrained initialisation.")
+@click.option("--out", "output_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True)
+@click.option("--gptq", is_flag=True, help="Use MCT's gradient-based PTQ (GPTQ) instead of plain PTQ.")
+@click.option("--inference-rate", type=float, default=30.0, show_default=True,
+              help="Frames per second written into the RPK's network_intrinsics.")
+@click.option("--tpc-version", default=None, help="edge-mdt-tpc version (default: the one matching the converter).")
+def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, inference_rate: float, tpc_version: Optional[str]) -> None:
+    """Quantize, convert and (on a Pi) package the firmware: what `make rpk` runs."""
+    _quiet_tensorflow()
+    from .build import BuildOptions, build_firmware, summary_lines
+
+    outcome = build_firmware(
+        BuildOptions(checkpoint=checkpoint, output_dir=output_dir, gptq=gptq,
+                     inference_rate=inference_rate, tpc_version=tpc_version)
+    )
+    for line in summary_lines(outcome.report):
+        click.echo(line, err=line.startswith("!!!"))
+    click.echo(f"report       {outcome.report_path}")
+
+
+@main.command("init-checkpoint")
+@click.option("--out", "weights_path", type=click.Path(path_type=Path), required=True,
+              help="Where to write NAME.weights.h5 (and NAME.json beside it).")
+@click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def init_checkpoint(weights_path: Path, architecture: str, seed: int) -> None:
+    """Write a seeded, untrained checkpoint (provenance: initialised)."""
+    _quiet_tensorflow()
+    from .checkpoint import initialise_checkpoint
+
+    ckpt = initialise_checkpoint(weights_path, architecture=architecture, seed=seed)
+    click.echo(f"wrote {ckpt.weights_path} and {ckpt.sidecar_path} ({ckpt.parameters:,} parameters, untrained)")
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True)
+@click.option("--image", "image_path", type=click.Path(path_type=Path), required=True)
+@click.option("--box", required=True, help="Prompt box in image pixels, COCO x,y,w,h.")
+@click.option("--quantized", is_flag=True, help="Run the MCT-quantized model (as `make rpk` quantizes it).")
+@click.option("--out", "mask_path", type=click.Path(path_type=Path), required=True, help="Mask PNG at the image's size.")
+@click.option("--logits", "logits_path", type=click.Path(path_type=Path), default=None,
+              help="Also save the raw 96x96 logits of the ROI crop (.npy).")
+def segment(checkpoint: Path, image_path: Path, box: str, quantized: bool, mask_path: Path, logits_path: Optional[Path]) -> None:
+    """Segment the object in BOX of a still image."""
+    _quiet_tensorflow()
+    import numpy as np
+    from PIL import Image
+
+    from .atomic import atomic_path
+    from .calibration import load_image_rgb
+    from .geometry import parse_box
+    from .predictor import Predictor
+
+    box_xywh = parse_box(box)
+    image = load_image_rgb(image_path)
+    predictor = Predictor.from_checkpoint(checkpoint, quantized=quantized)
+    try:
+        result = predictor.segment(image, box_xywh)
+    except PicosamError as err:
+        raise PicosamError(f"{image_path}: {err}") from None
+    with atomic_path(mask_path, suffix=".png") as tmp:
+        Image.fromarray(result.mask.astype(np.uint8) * 255).save(tmp, format="PNG")
+    if logits_path is not None:
+        with atomic_path(logits_path, suffix=".npy") as tmp:
+            np.save(tmp, result.logits)
+    roi = result.roi
+    click.echo(
+        f"{mask_path}: {int(result.mask.sum())} of {result.mask.size} pixels in the mask; "
+        f"ROI x={roi.x0} y={roi.y0} w={roi.width} h={roi.height}"
+    )
+
+
+@main.command()
+@click.option("--packer-out", type=click.Path(path_type=Path), default=Path("build/packerOut.zip"), show_default=True)
+@click.option("--out", "output_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True)
+@click.option("--inference-rate", type=float, default=30.0, show_default=True)
+def package(packer_out: Path, output_dir: Path, inference_rate: float) -> None:
+    """Package packerOut.zip into network.rpk with imx500-package (Raspberry Pi OS)."""
+    from .package import package_rpk
+
+    result = package_rpk(packer_out, output_dir, inference_rate)
+    click.echo(result.message)
+    if result.intrinsics is not None:
+        click.echo("network_intrinsics " + json.dumps(result.intrinsics))
+
+
+def _register_rpk_tools() -> None:
+    from firmware_packaging.cli import rpk_group
+
+    main.add_command(rpk_group)
+
+
+_register_rpk_tools()

@@ -1,0 +1,113 @@
+"""Stage: Keras float model -> MCT-quantized model for the IMX500, exported for imxconv-tf.
+
+The target platform comes from ``edge-mdt-tpc``. Its version must be one the installed
+converter understands; see :data:`TPC_FOR_CONVERTER` and docs/toolchain.md.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterator, List
+
+import numpy as np
+
+from .atomic import atomic_path
+
+# imx500-converter minor version -> edge-mdt-tpc TPC version we quantize with.
+# edge-mdt-tpc 1.3.0's own compatibility table tests converters 3.14-3.17 and lists
+# TPC 5.0 from converter 3.17 on (Ultralytics pairs 3.17/3.18 with TPC 5.0). Converter
+# 3.19 is newer than that table; we verified that 3.19.2 converts TPC 5.0 models of
+# PicoSAM3 (tests/test_build.py does so on every CI run).
+TPC_FOR_CONVERTER = {"3.17": "5.0", "3.18": "5.0", "3.19": "5.0"}
+DEFAULT_TPC_VERSION = "5.0"
+CALIBRATION_BATCH = 16
+
+
+@dataclass(frozen=True)
+class QuantizationResult:
+    model_path: Path  # MCT-exported .keras model for imxconv-tf
+    method: str  # "ptq" or "gptq"
+    tpc_version: str
+    mct_version: str
+    tpc_package_version: str
+    calibration_crops: int
+    seconds: float
+
+
+def tpc_version_for_converter(converter_version: str) -> str:
+    minor = ".".join(converter_version.split(".")[:2])
+    return TPC_FOR_CONVERTER.get(minor, DEFAULT_TPC_VERSION)
+
+
+def installed_version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _representative_data(images: np.ndarray) -> Callable[[], Iterator[List[np.ndarray]]]:
+    def generator() -> Iterator[List[np.ndarray]]:
+        for start in range(0, len(images), CALIBRATION_BATCH):
+            yield [images[start : start + CALIBRATION_BATCH]]
+
+    return generator
+
+
+def quantize_model(
+    float_model,
+    calibration_images: np.ndarray,
+    tpc_version: str = DEFAULT_TPC_VERSION,
+    gptq: bool = False,
+    gptq_epochs: int = 50,
+):
+    """Quantize with MCT; returns MCT's quantized Keras model (fake-quant, runs on CPU)."""
+    import model_compression_toolkit as mct
+    from edgemdt_tpc import get_target_platform_capabilities
+
+    tpc = get_target_platform_capabilities(tpc_version=tpc_version, device_type="imx500")
+    data = _representative_data(calibration_images)
+    if gptq:
+        config = mct.gptq.get_keras_gptq_config(n_epochs=gptq_epochs)
+        quantized, _ = mct.gptq.keras_gradient_post_training_quantization(
+            float_model, data, gptq_config=config, target_platform_capabilities=tpc
+        )
+    else:
+        quantized, _ = mct.ptq.keras_post_training_quantization(
+            float_model, data, target_platform_capabilities=tpc
+        )
+    return quantized
+
+
+def export_quantized(quantized_model, model_path: Path) -> None:
+    """Export MCT's model in the form imxconv-tf reads, atomically."""
+    import model_compression_toolkit as mct
+
+    with atomic_path(model_path, suffix=".keras") as tmp:
+        mct.exporter.keras_export_model(model=quantized_model, save_model_path=str(tmp))
+
+
+def quantize_and_export(
+    float_model,
+    calibration_images: np.ndarray,
+    model_path: Path,
+    tpc_version: str = DEFAULT_TPC_VERSION,
+    gptq: bool = False,
+):
+    """Quantize and export; returns (quantized model, :class:`QuantizationResult`)."""
+    started = time.perf_counter()
+    quantized = quantize_model(float_model, calibration_images, tpc_version=tpc_version, gptq=gptq)
+    export_quantized(quantized, Path(model_path))
+    result = QuantizationResult(
+        model_path=Path(model_path),
+        method="gptq" if gptq else "ptq",
+        tpc_version=tpc_version,
+        mct_version=installed_version("model-compression-toolkit"),
+        tpc_package_version=installed_version("edge-mdt-tpc"),
+        calibration_crops=int(len(calibration_images)),
+        seconds=time.perf_counter() - started,
+    )
+    return quantized, result
