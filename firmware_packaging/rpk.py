@@ -41,12 +41,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from imx500_picosam.atomic import atomic_path
 from imx500_picosam.errors import PicosamError
 
 from .cpio import MAGIC as CPIO_MAGIC
@@ -420,15 +420,13 @@ def write_with_intrinsics(src: str | os.PathLike, dst: str | os.PathLike, intrin
     data = _read_bytes(src)
     package = _parse_package(src, data)
     archive = _with_intrinsics_member(package.cpio, payload)
-    temporary = _write_temporary(dst, data[: package.cpio_offset] + archive.to_bytes())
+    firmware = data[: package.cpio_offset]
     try:
-        _verify_written(temporary, dst, package, data[: package.cpio_offset], json.loads(payload))
-        os.replace(temporary, dst)
+        with atomic_path(dst) as temporary:
+            temporary.write_bytes(firmware + archive.to_bytes())
+            _verify_written(temporary, dst, package, firmware, json.loads(payload))
     except OSError as err:
         raise _error(dst, f"cannot write: {err.strerror or err}") from err
-    finally:
-        temporary.unlink(missing_ok=True)
-    _sync_folder(dst.parent)
 
 
 def _refuse_same_file(src: Path, dst: Path) -> None:
@@ -457,19 +455,6 @@ def _with_intrinsics_member(archive: CpioArchive, payload: bytes) -> CpioArchive
     return archive.with_entries(entries)
 
 
-def _write_temporary(dst: Path, data: bytes) -> Path:
-    temporary = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-    except OSError as err:
-        temporary.unlink(missing_ok=True)
-        raise _error(dst, f"cannot write: {err.strerror or err}") from err
-    return temporary
-
-
 def _verify_written(
     temporary: Path, dst: Path, original: RpkPackage, firmware: bytes, intrinsics: dict
 ) -> None:
@@ -487,20 +472,6 @@ def _verify_written(
     for failed, problem in problems:
         if failed:
             raise _error(dst, f"verification of the written package failed: {problem}")
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename durable; some file systems cannot sync a folder, which is harmless."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _json_type(value: Any) -> str:

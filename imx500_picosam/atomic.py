@@ -27,10 +27,32 @@ def atomic_path(final: PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _fsync_file(tmp)
         os.replace(tmp, final)
+        _fsync_folder(final.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync_file(path: Path) -> None:
+    # A rename can reach the disk before the data it names; sync the data first.
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable; some file systems cannot sync a folder, which is harmless."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ class BuildOptions:
     checkpoint: Optional[Path]
     output_dir: Path = Path("build")
     gptq: bool = False
+    gptq_epochs: int = 5
     inference_rate: float = 30.0
     tpc_version: Optional[str] = None  # None: the one matching the installed converter
 
@@ -97,6 +98,7 @@ def build_firmware(options: BuildOptions) -> BuildOutcome:
         out / "quantized" / f"{ckpt.architecture}.keras",
         tpc_version=tpc_version,
         gptq=options.gptq,
+        gptq_epochs=options.gptq_epochs,
     )
     seconds["quantize"] = time.perf_counter() - clock
 
@@ -143,6 +145,7 @@ def build_firmware(options: BuildOptions) -> BuildOutcome:
         },
         "quantization": {
             "method": quant.method,
+            "gptq_epochs": quant.gptq_epochs,
             "calibration_crops": quant.calibration_crops,
             "calibration_photos": sorted({source for source, _ in calib.sources}),
             "quantized_model": str(quant.model_path),

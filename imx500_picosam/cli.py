@@ -41,16 +41,17 @@ def main() -> None:
               help="Checkpoint weights (*.weights.h5 with its .json sidecar). Default: a seeded, untrained initialisation.")
 @click.option("--out", "output_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True)
 @click.option("--gptq", is_flag=True, help="Use MCT's gradient-based PTQ (GPTQ) instead of plain PTQ.")
+@click.option("--gptq-epochs", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--inference-rate", type=float, default=30.0, show_default=True,
               help="Frames per second written into the RPK's network_intrinsics.")
 @click.option("--tpc-version", default=None, help="edge-mdt-tpc version (default: the one matching the converter).")
-def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, inference_rate: float, tpc_version: Optional[str]) -> None:
+def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs: int, inference_rate: float, tpc_version: Optional[str]) -> None:
     """Quantize, convert and (on a Pi) package the firmware: what `make rpk` runs."""
     _quiet_tensorflow()
     from .build import BuildOptions, build_firmware, summary_lines
 
     outcome = build_firmware(
-        BuildOptions(checkpoint=checkpoint, output_dir=output_dir, gptq=gptq,
+        BuildOptions(checkpoint=checkpoint, output_dir=output_dir, gptq=gptq, gptq_epochs=gptq_epochs,
                      inference_rate=inference_rate, tpc_version=tpc_version)
     )
     for line in summary_lines(outcome.report):

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator, List, Optional
 
 import numpy as np
 
@@ -30,6 +30,7 @@ CALIBRATION_BATCH = 16
 class QuantizationResult:
     model_path: Path  # MCT-exported .keras model for imxconv-tf
     method: str  # "ptq" or "gptq"
+    gptq_epochs: Optional[int]
     tpc_version: str
     mct_version: str
     tpc_package_version: str
@@ -62,7 +63,7 @@ def quantize_model(
     calibration_images: np.ndarray,
     tpc_version: str = DEFAULT_TPC_VERSION,
     gptq: bool = False,
-    gptq_epochs: int = 50,
+    gptq_epochs: int = 5,
 ):
     """Quantize with MCT; returns MCT's quantized Keras model (fake-quant, runs on CPU)."""
     import model_compression_toolkit as mct
@@ -71,7 +72,11 @@ def quantize_model(
     tpc = get_target_platform_capabilities(tpc_version=tpc_version, device_type="imx500")
     data = _representative_data(calibration_images)
     if gptq:
-        config = mct.gptq.get_keras_gptq_config(n_epochs=gptq_epochs)
+        # MCT's Hessian-weighted GPTQ costs ~25 s per Hessian iteration (100 of them) for
+        # PicoSAM3 on a 2-core CPU; without it 5 epochs take ~50 s.
+        config = mct.gptq.get_keras_gptq_config(
+            n_epochs=gptq_epochs, use_hessian_based_weights=False, use_hessian_sample_attention=False
+        )
         quantized, _ = mct.gptq.keras_gradient_post_training_quantization(
             float_model, data, gptq_config=config, target_platform_capabilities=tpc
         )
@@ -96,14 +101,18 @@ def quantize_and_export(
     model_path: Path,
     tpc_version: str = DEFAULT_TPC_VERSION,
     gptq: bool = False,
+    gptq_epochs: int = 5,
 ):
     """Quantize and export; returns (quantized model, :class:`QuantizationResult`)."""
     started = time.perf_counter()
-    quantized = quantize_model(float_model, calibration_images, tpc_version=tpc_version, gptq=gptq)
+    quantized = quantize_model(
+        float_model, calibration_images, tpc_version=tpc_version, gptq=gptq, gptq_epochs=gptq_epochs
+    )
     export_quantized(quantized, Path(model_path))
     result = QuantizationResult(
         model_path=Path(model_path),
         method="gptq" if gptq else "ptq",
+        gptq_epochs=gptq_epochs if gptq else None,
         tpc_version=tpc_version,
         mct_version=installed_version("model-compression-toolkit"),
         tpc_package_version=installed_version("edge-mdt-tpc"),
