@@ -39,9 +39,9 @@ def segmentation_intrinsics(inference_rate: float) -> Dict[str, Any]:
 
 def finish_on_pi_hint(packer_out: Path) -> str:
     return (
-        f"{PACKAGER} is not on this machine (it ships only in Raspberry Pi OS): copy {packer_out} "
-        f"to a Raspberry Pi with this project and run `make package PACKER_OUT={packer_out.name}` "
-        f"(needs `sudo apt install imx500-tools`)"
+        f"{PACKAGER} is not on this machine (it ships only in Raspberry Pi OS): {packer_out} is ready; "
+        f"on a Raspberry Pi with this project, run `make package PACKER_OUT=path/to/{packer_out.name}` "
+        f"(after `sudo apt install imx500-tools`) to get network.rpk"
     )
 
 
