@@ -156,7 +156,12 @@ def initialise_checkpoint(weights_path: Path, architecture: str = "picosam3", se
 
 
 def resolve_checkpoint(path: Optional[Path], default_init_path: Path) -> Checkpoint:
-    """The checkpoint a build uses: the given one, or a seeded initialisation."""
+    """The checkpoint a build uses: the given one (an authors' ``.pt`` is imported next to
+    ``default_init_path``), or a seeded initialisation."""
+    if path is not None and Path(path).suffix == ".pt":
+        from .import_weights import import_checkpoint
+
+        return import_checkpoint(Path(path), default_init_path.parent)
     if path is not None:
         return read_checkpoint(Path(path))
     if default_init_path.exists() and sidecar_path_for(default_init_path).exists():

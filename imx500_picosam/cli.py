@@ -38,7 +38,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Checkpoint weights (*.weights.h5 with its .json sidecar). Default: a seeded, untrained initialisation.")
+              help="Checkpoint: *.weights.h5 with its .json sidecar, or the authors' PyTorch *.pt (imported first). "
+                   "Default: a seeded, untrained initialisation.")
 @click.option("--out", "output_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True)
 @click.option("--gptq", is_flag=True, help="Use MCT's gradient-based PTQ (GPTQ) instead of plain PTQ.")
 @click.option("--gptq-epochs", type=click.IntRange(min=1), default=5, show_default=True)
@@ -71,6 +72,23 @@ def init_checkpoint(weights_path: Path, architecture: str, seed: int) -> None:
 
     ckpt = initialise_checkpoint(weights_path, architecture=architecture, seed=seed)
     click.echo(f"wrote {ckpt.weights_path} and {ckpt.sidecar_path} ({ckpt.parameters:,} parameters, untrained)")
+
+
+@main.command("import-weights")
+@click.argument("pt_file", type=click.Path(path_type=Path))
+@click.option("--arch", type=click.Choice(["auto", "picosam3", "picosam2"]), default="auto", show_default=True)
+@click.option("--out", "output_dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for NAME.weights.h5 and its NAME.json sidecar.")
+def import_weights(pt_file: Path, arch: str, output_dir: Path) -> None:
+    """Import the authors' PyTorch checkpoint (PicoSAM3 or PicoSAM2) as a Keras checkpoint."""
+    _quiet_tensorflow()
+    from .import_weights import import_checkpoint
+
+    ckpt = import_checkpoint(pt_file, output_dir, arch=arch)
+    click.echo(f"wrote {ckpt.weights_path} and {ckpt.sidecar_path} ({ckpt.architecture}, {ckpt.parameters:,} parameters)")
+    note = ckpt.provenance.details.get("name_mismatch_note")
+    if note:
+        click.echo(f"note: {note}")
 
 
 @main.command()

@@ -1,0 +1,363 @@
+"""Import the authors' PyTorch PicoSAM3 / PicoSAM2 state dicts into the Keras model.
+
+The Keras layers are named after the PyTorch modules (``.`` -> ``_``, see
+:mod:`imx500_picosam.model`), so the import is a strict name lookup: every tensor of the
+file must be used exactly once, every layer of the model must be filled, and every shape
+must match; anything else is one :class:`~imx500_picosam.errors.PicosamError` line that
+lists what is missing, unexpected or mis-shaped.
+
+Layout conversions (PyTorch -> Keras):
+
+* ``Conv2d`` weight ``(out, in, kh, kw)`` -> ``Conv2D`` kernel ``(kh, kw, in, out)``;
+* depthwise ``Conv2d`` weight ``(C, 1, kh, kw)`` -> ``DepthwiseConv2D`` kernel ``(kh, kw, C, 1)``;
+* ``BatchNorm2d`` weight / bias / running_mean / running_var -> gamma / beta /
+  moving_mean / moving_variance (``num_batches_tracked`` only drives PyTorch's momentum
+  schedule in training and has no Keras counterpart, so it is expected and skipped).
+
+Input normalisation
+-------------------
+The authors feed ``(x_a - mean) / std`` with ImageNet mean/std and ``x_a = uint8 / 255``
+(torchvision ``ToTensor``). The IMX500 feeds ``x = uint8 / 256`` and the converter
+refuses normalisation layers, so the normalisation is folded into ``encoder_stage1``:
+
+* **Scale.** We fold for the authors' ``uint8 / 255``: the depthwise kernel of
+  ``encoder_stage1.0`` is multiplied by ``(256 / 255) / std`` per channel, so the
+  imported model sees, for the same uint8 photo, exactly the numbers the authors' model
+  saw. (Folding for ``/256`` instead would feed the network inputs 0.39 % too small;
+  :func:`import_checkpoint` measures what that would change on the imported weights and
+  records it as ``uint8_255_vs_256_max_abs_logit_difference``.)
+* **Shift.** ``-mean / std`` times the kernel's tap sum is a per-channel constant after
+  the bias-free depthwise convolution, so it is moved into the following BatchNorm's
+  ``moving_mean``. This is exact everywhere except the one-pixel border ring of the
+  first layer: PyTorch zero-pads the *normalised* image (a raw value equal to the mean),
+  the folded model zero-pads the raw image, and the difference there is
+  ``mean / std * (sum of the kernel taps that fall outside the image)``.
+
+That border term depends on the position, and nothing in the fixed graph can produce a
+position-dependent offset: ``encoder_stage1_0`` has no bias and sees only its own input
+channel, and the offset passes a ReLU before any later layer (translation invariant but
+for its own zero padding) could cancel it. The fold is therefore exact only for kernels
+whose border taps are zero; in general an error remains near the border which can in
+principle spread through the receptive field (the PicoSAM3 channel gate's global pool
+reaches every output pixel). It is not estimated but measured: the importer also builds the
+unfolded model, feeds it the authors' normalised input, and records the largest
+``|Δ logit|`` against the folded model over the held-out real-photo crops as
+``normalisation_fold_max_abs_logit_error`` in the sidecar, and the same beyond
+``INTERIOR_MARGIN`` (8) pixels of the border. Measured with random weights and random
+BatchNorm statistics (tests/test_import_weights.py's reference, 32 held-out crops; the
+authors' trained weights are measured by the importer when they are imported):
+
+* PicoSAM3: max |Δ logit| 0.0072-0.0083 (logits up to 0.14-0.17), <= 2.1e-5 beyond 8 px;
+* PicoSAM2: max |Δ logit| 0.074-0.107 (logits up to 0.14), <= 6.7e-6 beyond 8 px;
+* first kernel with only its centre tap (no tap reaches the padding): <= 1.5e-7, i.e. exact
+  to float rounding, which shows the rest of the mapping is exact.
+
+The ``/255`` vs ``/256`` choice changes the logits by 1.1e-4-2.2e-4 (PicoSAM3) and
+8.7e-4-9.4e-4 (PicoSAM2) on the same weights. A graph that computed
+``(x - mean) / std`` in a leading 1x1 ``DepthwiseConv2D`` with bias (an accepted layer
+type) would make the import exact, at the price of changing ``build_model``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .checkpoint import WEIGHTS_SUFFIX, Checkpoint, Provenance, save_checkpoint
+from .errors import PicosamError
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float64)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float64)
+# The authors' input is uint8 / 255, the sensor's is uint8 / 256: x_authors = x * 256/255.
+AUTHORS_PER_SENSOR_SCALE = 256.0 / 255.0
+
+# The fold's border error is largest at the image edge; it is also reported beyond this
+# many pixels from the edge, where it is at float rounding level in our measurements.
+INTERIOR_MARGIN = 8
+
+FIRST_CONV = "encoder_stage1.0"
+FIRST_BN = "encoder_stage1.1"
+
+# Top-level PyTorch modules; the Keras layer name starts with one of them (``.`` -> ``_``).
+_MODULE_ROOTS = (
+    "encoder_stage1", "encoder_stage2", "encoder_stage3", "encoder_stage4",
+    "down1", "down2", "down3", "down4",
+    "bottleneck",
+    "up1", "up2", "up3", "up4",
+    "skip_conn1", "skip_conn2", "skip_conn3", "skip_conn4",
+    "eca", "refine", "output_head",
+)
+# Keras weight order per layer class, and the PyTorch parameter each one comes from.
+_PARAMETERS = {
+    "Conv2D": ("weight", "bias"),
+    "DepthwiseConv2D": ("weight",),
+    "BatchNormalization": ("weight", "bias", "running_mean", "running_var"),
+}
+_LIST_LIMIT = 5
+
+
+def _listing(items: List[str]) -> str:
+    """Short one-line list: the first few items and how many more there are."""
+    shown = ", ".join(items[:_LIST_LIMIT])
+    return shown + (f" (+{len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else "")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def load_state_dict(path: Path) -> Dict[str, np.ndarray]:
+    """Read a PyTorch checkpoint as ``{key: float32 array}`` (torch imported only here)."""
+    path = Path(path)
+    try:
+        import torch
+    except ImportError:
+        raise PicosamError(
+            f"{path}: importing PyTorch weights needs torch; install it with pip install '.[import]'"
+        ) from None
+    if not path.is_file():
+        raise PicosamError(f"{path}: PyTorch checkpoint not found")
+    try:
+        # weights_only: an untrusted download must not be able to run code via pickle.
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for bad files (pickle, zip, EOF, runtime)
+        raise PicosamError(
+            f"{path}: not a readable PyTorch checkpoint (corrupt, truncated, or more than tensors "
+            f"in it?): {err.__class__.__name__}"
+        ) from None
+    if isinstance(loaded, Mapping):
+        for wrapper in ("state_dict", "model"):
+            if isinstance(loaded.get(wrapper), Mapping):
+                loaded = loaded[wrapper]
+                break
+    if not isinstance(loaded, Mapping) or not loaded:
+        raise PicosamError(f"{path}: holds no state dict (found {type(loaded).__name__})")
+    state: Dict[str, np.ndarray] = {}
+    for key, value in loaded.items():
+        if not isinstance(value, torch.Tensor):
+            raise PicosamError(f"{path}: entry '{key}' is a {type(value).__name__}, not a tensor")
+        # DataParallel / DistributedDataParallel save every key under "module.".
+        name = key[len("module."):] if key.startswith("module.") else key
+        array = value.detach().cpu().numpy()
+        state[name] = array.astype(np.float32) if np.issubdtype(array.dtype, np.floating) else array
+    return state
+
+
+def detect_architecture(state: Mapping[str, Any]) -> str:
+    """``picosam3`` (channel gate + refine head) or ``picosam2`` (plain output head), by keys."""
+    roots = sorted({key.split(".", 1)[0] for key in state})
+    if "eca" in roots or "refine" in roots:
+        return "picosam3"
+    if "output_head" in roots:
+        return "picosam2"
+    raise PicosamError(
+        "state dict is neither PicoSAM3 (eca.*/refine.*) nor PicoSAM2 (output_head.*); "
+        f"its top-level modules are: {_listing(roots) or 'none'}"
+    )
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+def torch_module_path(keras_layer_name: str) -> str:
+    """``bottleneck_0_3`` -> ``bottleneck.0.3``, ``eca_conv1x1`` -> ``eca.conv1x1``."""
+    root = max((r for r in _MODULE_ROOTS if keras_layer_name == r or keras_layer_name.startswith(r + "_")),
+               key=len, default=None)
+    if root is None:
+        raise ValueError(f"Keras layer '{keras_layer_name}' has no PyTorch module root")
+    rest = keras_layer_name[len(root) + 1:]
+    return root + ("." + rest.replace("_", ".") if rest else "")
+
+
+def _torch_shape(layer_kind: str, parameter: str, keras_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    if parameter == "weight" and layer_kind == "Conv2D":
+        kh, kw, cin, cout = keras_shape
+        return (cout, cin, kh, kw)
+    if parameter == "weight" and layer_kind == "DepthwiseConv2D":
+        kh, kw, c, multiplier = keras_shape
+        return (c * multiplier, 1, kh, kw)
+    return tuple(keras_shape)
+
+
+def _to_keras(layer_kind: str, parameter: str, array: np.ndarray) -> np.ndarray:
+    if parameter == "weight" and layer_kind == "Conv2D":
+        return np.transpose(array, (2, 3, 1, 0))  # OIHW -> HWIO
+    if parameter == "weight" and layer_kind == "DepthwiseConv2D":
+        return np.transpose(array, (2, 3, 0, 1))  # (C,1,H,W) -> (H,W,C,1)
+    return array
+
+
+@lru_cache(maxsize=None)
+def expected_state_dict(architecture: str) -> Tuple[Tuple[str, str, str, Tuple[int, ...]], ...]:
+    """``(keras layer, layer class, torch key, torch shape)`` for every weight of the model."""
+    from .model import build_model
+
+    model = build_model(architecture)
+    rows = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if not layer.weights:
+            continue
+        parameters = _PARAMETERS[kind][: len(layer.weights)]
+        module = torch_module_path(layer.name)
+        for parameter, weight in zip(parameters, layer.weights):
+            shape = _torch_shape(kind, parameter, tuple(int(d) for d in weight.shape))
+            rows.append((layer.name, kind, f"{module}.{parameter}", shape))
+    return tuple(rows)
+
+
+def map_state_dict(state: Mapping[str, np.ndarray], architecture: str) -> Dict[str, List[np.ndarray]]:
+    """Keras weights per layer name, in PyTorch units (no normalisation fold yet).
+
+    Strict: a missing key, an unused key or a wrong shape is an error, all of them
+    reported in one line.
+    """
+    expected = expected_state_dict(architecture)
+    # num_batches_tracked is PyTorch's BatchNorm step counter (it only sets the momentum
+    # schedule in training) and has no Keras counterpart: expected for our BatchNorm
+    # modules and skipped; under any other module name it is reported as unexpected.
+    counters = {
+        key.rsplit(".", 1)[0] + ".num_batches_tracked"
+        for _, kind, key, _ in expected
+        if kind == "BatchNormalization"
+    }
+    provided = {k: v for k, v in state.items() if k not in counters}
+    wanted = {key for _, _, key, _ in expected}
+    missing = [key for _, _, key, _ in expected if key not in provided]
+    unexpected = sorted(key for key in provided if key not in wanted)
+    misshaped = [
+        f"{key} {tuple(provided[key].shape)} != {shape}"
+        for _, _, key, shape in expected
+        if key in provided and tuple(provided[key].shape) != shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)}: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)}: {_listing(unexpected)}")
+    if misshaped:
+        problems.append(f"wrong shape {len(misshaped)}: {_listing(misshaped)}")
+    if problems:
+        raise PicosamError(f"state dict does not match {architecture}: " + "; ".join(problems))
+    weights: Dict[str, List[np.ndarray]] = {}
+    for layer_name, kind, key, _ in expected:
+        parameter = key.rsplit(".", 1)[1]
+        weights.setdefault(layer_name, []).append(
+            np.ascontiguousarray(_to_keras(kind, parameter, provided[key]), dtype=np.float32)
+        )
+    return weights
+
+
+# --------------------------------------------------------------------------- normalisation fold
+
+
+def fold_input_normalisation(weights: Dict[str, List[np.ndarray]]) -> Dict[str, List[np.ndarray]]:
+    """Fold ``(x * 256/255 - mean) / std`` into ``encoder_stage1`` (see module docstring)."""
+    folded = {name: [w.copy() for w in ws] for name, ws in weights.items()}
+    dw_layer, bn_layer = FIRST_CONV.replace(".", "_"), FIRST_BN.replace(".", "_")
+    kernel = weights[dw_layer][0].astype(np.float64)  # (3, 3, 3, 1)
+    folded[dw_layer][0] = (kernel * (AUTHORS_PER_SENSOR_SCALE / IMAGENET_STD)[None, None, :, None]).astype(np.float32)
+    # Interior output of the original conv = folded conv - (mean/std) * (sum of taps);
+    # BN subtracts moving_mean, so adding that constant to it cancels the shift.
+    tap_sum = kernel.sum(axis=(0, 1, 3))
+    gamma, beta, moving_mean, moving_var = weights[bn_layer]
+    folded[bn_layer][2] = (moving_mean.astype(np.float64) + IMAGENET_MEAN / IMAGENET_STD * tap_sum).astype(np.float32)
+    return folded
+
+
+def _model_with(architecture: str, weights: Dict[str, List[np.ndarray]]):
+    from .model import build_model
+
+    model = build_model(architecture)
+    for name, values in weights.items():
+        model.get_layer(name).set_weights(values)
+    return model
+
+
+def authors_normalise(sensor_images: np.ndarray) -> np.ndarray:
+    """The authors' input for sensor-range images (uint8/256): ``(uint8/255 - mean) / std``."""
+    x = sensor_images.astype(np.float64) * AUTHORS_PER_SENSOR_SCALE
+    return ((x - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
+
+
+def _logits(model, images: np.ndarray) -> np.ndarray:
+    # Direct calls instead of predict(): predict traces a new tf.function per model and
+    # TensorFlow warns about retracing when several models are compared.
+    return np.concatenate([model(images[i:i + 16], training=False).numpy() for i in range(0, len(images), 16)])
+
+
+def measure_fold(architecture: str, weights: Dict[str, List[np.ndarray]], folded_model, images: np.ndarray):
+    """Measured cost of the fold on ``images`` (sensor range), as max |Δ logit|:
+
+    ``(whole image, beyond INTERIOR_MARGIN pixels of the border, /255 fold vs /256 fold)``.
+    The first two compare the folded model with the unfolded one fed the authors' input.
+    """
+    reference = _model_with(architecture, weights)
+    difference = np.abs(_logits(folded_model, images) - _logits(reference, authors_normalise(images)))
+    m = INTERIOR_MARGIN
+    # The /256 fold applied to x equals the /255 fold applied to x * 255/256 (zero padding
+    # scales too), so the scale choice is measured without a third model.
+    scale_difference = np.abs(_logits(folded_model, images / AUTHORS_PER_SENSOR_SCALE) - _logits(folded_model, images))
+    return float(difference.max()), float(difference[:, m:-m, m:-m].max()), float(scale_difference.max())
+
+
+# --------------------------------------------------------------------------- import
+
+
+def import_checkpoint(pt_path: Path, out_dir: Path, arch: str = "auto") -> Checkpoint:
+    """Import ``pt_path`` into ``out_dir/<stem>.weights.h5`` + sidecar (provenance ``imported``)."""
+    from .calibration import load_crops
+    from .checkpoint import sha256_of
+    from .model import ARCHITECTURES
+
+    pt_path = Path(pt_path)
+    if arch != "auto" and arch not in ARCHITECTURES:
+        raise PicosamError(f"unknown architecture '{arch}', expected auto or one of {ARCHITECTURES}")
+    state = load_state_dict(pt_path)
+    try:
+        detected = detect_architecture(state)
+    except PicosamError as err:
+        raise PicosamError(f"{pt_path}: {err}") from None
+    if arch != "auto" and arch != detected:
+        raise PicosamError(
+            f"{pt_path}: --arch {arch} requested but the state dict holds {detected} "
+            f"({'eca/refine' if detected == 'picosam3' else 'output_head'} keys)"
+        )
+    name_mismatch_note: Optional[str] = None
+    lower_name = pt_path.name.lower()
+    named = [a for a in ARCHITECTURES if a in lower_name]
+    if named and detected not in named:
+        name_mismatch_note = (
+            f"file name '{pt_path.name}' says {named[0]} but its keys are {detected}'s; "
+            f"imported as {detected} (the authors' PicoSAM3_*_epoch1.pt files hold PicoSAM2)"
+        )
+    try:
+        weights = map_state_dict(state, detected)
+    except PicosamError as err:
+        raise PicosamError(f"{pt_path}: {err}") from None
+
+    folded = fold_input_normalisation(weights)
+    model = _model_with(detected, folded)
+    fold_error, interior_error, scale_difference = measure_fold(detected, weights, model, load_crops("held_out").images)
+
+    stem = pt_path.name[: -len(pt_path.suffix)] if pt_path.suffix else pt_path.name
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    details = {
+        "source_file": pt_path.name,
+        "source_sha256": sha256_of(pt_path),
+        "architecture_detected": detected,
+        "architecture_requested": arch,
+        "name_mismatch_note": name_mismatch_note,
+        "input_normalisation": "ImageNet mean/std folded into encoder_stage1",
+        "input_scale_folded": "authors' uint8/255 (sensor feeds uint8/256; kernel scaled by 256/255)",
+        "normalisation_fold_max_abs_logit_error": fold_error,
+        f"normalisation_fold_max_abs_logit_error_beyond_{INTERIOR_MARGIN}px_of_border": interior_error,
+        "normalisation_fold_error_measured_on": "held-out calibration crops, folded model vs unfolded model "
+        "fed (uint8/255 - mean)/std; error comes from the first layer's zero padding at the image border",
+        "uint8_255_vs_256_max_abs_logit_difference": scale_difference,
+    }
+    return save_checkpoint(model, out_dir / f"{stem}{WEIGHTS_SUFFIX}", Provenance(kind="imported", details=details))
+
