@@ -36,6 +36,7 @@ class Checkpoint:
     provenance: Provenance
     weights_sha256: str
     parameters: int
+    input_normalisation: bool = False  # the model starts with an affine input map
 
     @property
     def sidecar_path(self) -> Path:
@@ -61,7 +62,7 @@ def sha256_of(path: Path) -> str:
 
 def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkpoint:
     """Save ``model``'s weights and sidecar atomically; returns the loaded description."""
-    from .model import count_parameters
+    from .model import count_parameters, has_input_normalisation
 
     weights_path = Path(weights_path)
     if not weights_path.name.endswith(WEIGHTS_SUFFIX):
@@ -77,6 +78,7 @@ def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkp
             provenance=provenance,
             weights_sha256=digest,
             parameters=count_parameters(model),
+            input_normalisation=has_input_normalisation(model),
         )
         write_json(checkpoint.sidecar_path, _sidecar(checkpoint))
     return checkpoint
@@ -89,6 +91,7 @@ def _sidecar(checkpoint: Checkpoint) -> Dict[str, Any]:
         "input": {"shape": [96, 96, 3], "contract": INPUT_CONTRACT},
         "output": {"shape": [96, 96, 1], "contract": OUTPUT_CONTRACT},
         "parameters": checkpoint.parameters,
+        "input_normalisation": checkpoint.input_normalisation,
         "weights_file": checkpoint.weights_path.name,
         "weights_sha256": checkpoint.weights_sha256,
         "provenance": asdict(checkpoint.provenance),
@@ -122,6 +125,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
         provenance=Provenance(kind=provenance["kind"], details=provenance.get("details", {})),
         weights_sha256=digest,
         parameters=int(meta.get("parameters", 0)),
+        input_normalisation=bool(meta.get("input_normalisation", False)),
     )
 
 
@@ -131,7 +135,7 @@ def load_model(checkpoint: Checkpoint):
 
     if checkpoint.architecture not in ARCHITECTURES:
         raise PicosamError(f"{checkpoint.sidecar_path}: unknown architecture '{checkpoint.architecture}'")
-    model = build_model(checkpoint.architecture)
+    model = build_model(checkpoint.architecture, input_normalisation=checkpoint.input_normalisation)
     try:
         model.load_weights(str(checkpoint.weights_path))
     except (ValueError, OSError, KeyError) as err:

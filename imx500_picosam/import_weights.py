@@ -17,45 +17,25 @@ Layout conversions (PyTorch -> Keras):
 Input normalisation
 -------------------
 The authors feed ``(x_a - mean) / std`` with ImageNet mean/std and ``x_a = uint8 / 255``
-(torchvision ``ToTensor``). The IMX500 feeds ``x = uint8 / 256`` and the converter
-refuses normalisation layers, so the normalisation is folded into ``encoder_stage1``:
+(torchvision ``ToTensor``); the IMX500 feeds ``x = uint8 / 256``. An imported model
+therefore starts with the layer ``input_normalisation`` (a 1x1 depthwise convolution
+with bias, a converter-accepted layer type, 6 parameters) computing
+``(x * 256/255 - mean) / std`` per channel, so that for the same uint8 photo it sees
+exactly the numbers the authors' model saw.
 
-* **Scale.** We fold for the authors' ``uint8 / 255``: the depthwise kernel of
-  ``encoder_stage1.0`` is multiplied by ``(256 / 255) / std`` per channel, so the
-  imported model sees, for the same uint8 photo, exactly the numbers the authors' model
-  saw. (Folding for ``/256`` instead would feed the network inputs 0.39 % too small;
-  :func:`import_checkpoint` measures what that would change on the imported weights and
-  records it as ``uint8_255_vs_256_max_abs_logit_difference``.)
-* **Shift.** ``-mean / std`` times the kernel's tap sum is a per-channel constant after
-  the bias-free depthwise convolution, so it is moved into the following BatchNorm's
-  ``moving_mean``. This is exact everywhere except the one-pixel border ring of the
-  first layer: PyTorch zero-pads the *normalised* image (a raw value equal to the mean),
-  the folded model zero-pads the raw image, and the difference there is
-  ``mean / std * (sum of the kernel taps that fall outside the image)``.
+Why a layer and not a fold into ``encoder_stage1``: folding scale and shift into the
+first depthwise kernel and BatchNorm is exact except at the image border, where PyTorch
+zero-pads the *normalised* image (a raw value equal to the mean) while a folded model
+zero-pads the raw image. That offset depends on the position and no layer of the fixed
+graph can cancel it; measured with random weights it reached 0.0083 (PicoSAM3) and 0.107
+(PicoSAM2) in |logit| on real photos. With the layer, padding happens after
+normalisation as in PyTorch and the import is exact to float rounding; the importer
+measures it anyway (the Keras model against the same weights without the layer, fed the
+authors' normalised input, on the held-out real-photo crops) and records it in the
+sidecar as ``input_normalisation_max_abs_logit_error``.
 
-That border term depends on the position, and nothing in the fixed graph can produce a
-position-dependent offset: ``encoder_stage1_0`` has no bias and sees only its own input
-channel, and the offset passes a ReLU before any later layer (translation invariant but
-for its own zero padding) could cancel it. The fold is therefore exact only for kernels
-whose border taps are zero; in general an error remains near the border which can in
-principle spread through the receptive field (the PicoSAM3 channel gate's global pool
-reaches every output pixel). It is not estimated but measured: the importer also builds the
-unfolded model, feeds it the authors' normalised input, and records the largest
-``|Δ logit|`` against the folded model over the held-out real-photo crops as
-``normalisation_fold_max_abs_logit_error`` in the sidecar, and the same beyond
-``INTERIOR_MARGIN`` (8) pixels of the border. Measured with random weights and random
-BatchNorm statistics (tests/test_import_weights.py's reference, 32 held-out crops; the
-authors' trained weights are measured by the importer when they are imported):
-
-* PicoSAM3: max |Δ logit| 0.0072-0.0083 (logits up to 0.14-0.17), <= 2.1e-5 beyond 8 px;
-* PicoSAM2: max |Δ logit| 0.074-0.107 (logits up to 0.14), <= 6.7e-6 beyond 8 px;
-* first kernel with only its centre tap (no tap reaches the padding): <= 1.5e-7, i.e. exact
-  to float rounding, which shows the rest of the mapping is exact.
-
-The ``/255`` vs ``/256`` choice changes the logits by 1.1e-4-2.2e-4 (PicoSAM3) and
-8.7e-4-9.4e-4 (PicoSAM2) on the same weights. A graph that computed
-``(x - mean) / std`` in a leading 1x1 ``DepthwiseConv2D`` with bias (an accepted layer
-type) would make the import exact, at the price of changing ``build_model``.
+``uint8_255_vs_256_max_abs_logit_difference`` records what feeding ``/256`` instead of
+the authors' ``/255`` would change (1e-4 to 1e-3 on random weights).
 """
 
 from __future__ import annotations
@@ -74,12 +54,6 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float64)
 # The authors' input is uint8 / 255, the sensor's is uint8 / 256: x_authors = x * 256/255.
 AUTHORS_PER_SENSOR_SCALE = 256.0 / 255.0
 
-# The fold's border error is largest at the image edge; it is also reported beyond this
-# many pixels from the edge, where it is at float rounding level in our measurements.
-INTERIOR_MARGIN = 8
-
-FIRST_CONV = "encoder_stage1.0"
-FIRST_BN = "encoder_stage1.1"
 
 # Top-level PyTorch modules; the Keras layer name starts with one of them (``.`` -> ``_``).
 _MODULE_ROOTS = (
@@ -115,7 +89,7 @@ def load_state_dict(path: Path) -> Dict[str, np.ndarray]:
         import torch
     except ImportError:
         raise PicosamError(
-            f"{path}: importing PyTorch weights needs torch; install it with pip install '.[import]'"
+            f"{path}: importing PyTorch weights needs torch; install torch and torchvision with pip install '.[import]' (see docs/import-weights.md)"
         ) from None
     if not path.is_file():
         raise PicosamError(f"{path}: PyTorch checkpoint not found")
@@ -209,7 +183,7 @@ def expected_state_dict(architecture: str) -> Tuple[Tuple[str, str, str, Tuple[i
 
 
 def map_state_dict(state: Mapping[str, np.ndarray], architecture: str) -> Dict[str, List[np.ndarray]]:
-    """Keras weights per layer name, in PyTorch units (no normalisation fold yet).
+    """Keras weights per layer name, in PyTorch units (input normalisation not included).
 
     Strict: a missing key, an unused key or a wrong shape is an error, all of them
     reported in one line.
@@ -250,29 +224,24 @@ def map_state_dict(state: Mapping[str, np.ndarray], architecture: str) -> Dict[s
     return weights
 
 
-# --------------------------------------------------------------------------- normalisation fold
+# --------------------------------------------------------------------------- input normalisation
 
 
-def fold_input_normalisation(weights: Dict[str, List[np.ndarray]]) -> Dict[str, List[np.ndarray]]:
-    """Fold ``(x * 256/255 - mean) / std`` into ``encoder_stage1`` (see module docstring)."""
-    folded = {name: [w.copy() for w in ws] for name, ws in weights.items()}
-    dw_layer, bn_layer = FIRST_CONV.replace(".", "_"), FIRST_BN.replace(".", "_")
-    kernel = weights[dw_layer][0].astype(np.float64)  # (3, 3, 3, 1)
-    folded[dw_layer][0] = (kernel * (AUTHORS_PER_SENSOR_SCALE / IMAGENET_STD)[None, None, :, None]).astype(np.float32)
-    # Interior output of the original conv = folded conv - (mean/std) * (sum of taps);
-    # BN subtracts moving_mean, so adding that constant to it cancels the shift.
-    tap_sum = kernel.sum(axis=(0, 1, 3))
-    gamma, beta, moving_mean, moving_var = weights[bn_layer]
-    folded[bn_layer][2] = (moving_mean.astype(np.float64) + IMAGENET_MEAN / IMAGENET_STD * tap_sum).astype(np.float32)
-    return folded
+def input_normalisation_weights() -> List[np.ndarray]:
+    """Kernel and bias of the ``input_normalisation`` layer: ``(x * 256/255 - mean) / std``."""
+    kernel = (AUTHORS_PER_SENSOR_SCALE / IMAGENET_STD).reshape(1, 1, 3, 1)
+    bias = -IMAGENET_MEAN / IMAGENET_STD
+    return [kernel.astype(np.float32), bias.astype(np.float32)]
 
 
-def _model_with(architecture: str, weights: Dict[str, List[np.ndarray]]):
-    from .model import build_model
+def _model_with(architecture: str, weights: Dict[str, List[np.ndarray]], input_normalisation: bool = False):
+    from .model import INPUT_NORMALISATION_LAYER, build_model
 
-    model = build_model(architecture)
+    model = build_model(architecture, input_normalisation=input_normalisation)
     for name, values in weights.items():
         model.get_layer(name).set_weights(values)
+    if input_normalisation:
+        model.get_layer(INPUT_NORMALISATION_LAYER).set_weights(input_normalisation_weights())
     return model
 
 
@@ -288,19 +257,14 @@ def _logits(model, images: np.ndarray) -> np.ndarray:
     return np.concatenate([model(images[i:i + 16], training=False).numpy() for i in range(0, len(images), 16)])
 
 
-def measure_fold(architecture: str, weights: Dict[str, List[np.ndarray]], folded_model, images: np.ndarray):
-    """Measured cost of the fold on ``images`` (sensor range), as max |Δ logit|:
-
-    ``(whole image, beyond INTERIOR_MARGIN pixels of the border, /255 fold vs /256 fold)``.
-    The first two compare the folded model with the unfolded one fed the authors' input.
-    """
+def measure_import(architecture: str, weights: Dict[str, List[np.ndarray]], imported_model, images: np.ndarray):
+    """Max |Δ logit| on ``images`` (sensor range): ``(imported model vs the same weights fed
+    the authors' normalised input, /255 vs /256 input scale)``."""
     reference = _model_with(architecture, weights)
-    difference = np.abs(_logits(folded_model, images) - _logits(reference, authors_normalise(images)))
-    m = INTERIOR_MARGIN
-    # The /256 fold applied to x equals the /255 fold applied to x * 255/256 (zero padding
-    # scales too), so the scale choice is measured without a third model.
-    scale_difference = np.abs(_logits(folded_model, images / AUTHORS_PER_SENSOR_SCALE) - _logits(folded_model, images))
-    return float(difference.max()), float(difference[:, m:-m, m:-m].max()), float(scale_difference.max())
+    difference = np.abs(_logits(imported_model, images) - _logits(reference, authors_normalise(images)))
+    # Feeding x * 255/256 through the /255 map is what a /256 map would compute on x.
+    scale_difference = np.abs(_logits(imported_model, images / AUTHORS_PER_SENSOR_SCALE) - _logits(imported_model, images))
+    return float(difference.max()), float(scale_difference.max())
 
 
 # --------------------------------------------------------------------------- import
@@ -338,9 +302,8 @@ def import_checkpoint(pt_path: Path, out_dir: Path, arch: str = "auto") -> Check
     except PicosamError as err:
         raise PicosamError(f"{pt_path}: {err}") from None
 
-    folded = fold_input_normalisation(weights)
-    model = _model_with(detected, folded)
-    fold_error, interior_error, scale_difference = measure_fold(detected, weights, model, load_crops("held_out").images)
+    model = _model_with(detected, weights, input_normalisation=True)
+    import_error, scale_difference = measure_import(detected, weights, model, load_crops("held_out").images)
 
     stem = pt_path.name[: -len(pt_path.suffix)] if pt_path.suffix else pt_path.name
     out_dir = Path(out_dir)
@@ -351,12 +314,10 @@ def import_checkpoint(pt_path: Path, out_dir: Path, arch: str = "auto") -> Check
         "architecture_detected": detected,
         "architecture_requested": arch,
         "name_mismatch_note": name_mismatch_note,
-        "input_normalisation": "ImageNet mean/std folded into encoder_stage1",
-        "input_scale_folded": "authors' uint8/255 (sensor feeds uint8/256; kernel scaled by 256/255)",
-        "normalisation_fold_max_abs_logit_error": fold_error,
-        f"normalisation_fold_max_abs_logit_error_beyond_{INTERIOR_MARGIN}px_of_border": interior_error,
-        "normalisation_fold_error_measured_on": "held-out calibration crops, folded model vs unfolded model "
-        "fed (uint8/255 - mean)/std; error comes from the first layer's zero padding at the image border",
+        "input_normalisation": "layer input_normalisation computes (x * 256/255 - mean) / std, ImageNet mean/std",
+        "input_normalisation_max_abs_logit_error": import_error,
+        "input_normalisation_error_measured_on": "held-out calibration crops: imported model vs the same weights "
+        "without the layer fed (uint8/255 - mean)/std",
         "uint8_255_vs_256_max_abs_logit_difference": scale_difference,
     }
     return save_checkpoint(model, out_dir / f"{stem}{WEIGHTS_SUFFIX}", Provenance(kind="imported", details=details))

@@ -35,6 +35,7 @@ BOTTLENECK_WIDTH = 320
 DECODER_WIDTHS = (192, 128, 80, 40)
 
 ARCHITECTURES = ("picosam3", "picosam2")
+INPUT_NORMALISATION_LAYER = "input_normalisation"
 
 # Keras layer classes the IMX500 converter (imxconv-tf 3.19) accepted for this network.
 # tests/test_model.py walks every layer of both models and fails on anything else, so a
@@ -79,8 +80,15 @@ def _down(x: tf.Tensor, name: str) -> tf.Tensor:
     return L.Conv2D(channels, 3, strides=2, padding="valid", use_bias=False, name=name)(x)
 
 
-def build_model(architecture: str = "picosam3") -> tf.keras.Model:
-    """Build an uninitialised-by-training PicoSAM3 or PicoSAM2 (Keras initialisers)."""
+def build_model(architecture: str = "picosam3", input_normalisation: bool = False) -> tf.keras.Model:
+    """Build PicoSAM3 or PicoSAM2 with Keras' initial weights.
+
+    ``input_normalisation`` puts a per-channel affine map (a 1x1 depthwise convolution
+    with bias, 6 parameters) in front of ``encoder_stage1``. Imported PyTorch weights use
+    it to compute the authors' ImageNet normalisation: folding it into the first
+    convolution instead is inexact at the image border, because PyTorch zero-pads the
+    *normalised* image (see :mod:`imx500_picosam.import_weights`).
+    """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{architecture}', expected one of {ARCHITECTURES}")
     L = tf.keras.layers
@@ -88,6 +96,8 @@ def build_model(architecture: str = "picosam3") -> tf.keras.Model:
 
     features: List[tf.Tensor] = []
     x = inputs
+    if input_normalisation:
+        x = L.DepthwiseConv2D(1, use_bias=True, name=INPUT_NORMALISATION_LAYER)(x)
     for stage, width in enumerate(ENCODER_WIDTHS, start=1):
         x = _dw_block(x, width, f"encoder_stage{stage}")
         features.append(x)
@@ -124,6 +134,10 @@ def build_model(architecture: str = "picosam3") -> tf.keras.Model:
         logits = L.Conv2D(1, 1, use_bias=True, name="output_head")(x)
 
     return tf.keras.Model(inputs, logits, name=architecture)
+
+
+def has_input_normalisation(model: tf.keras.Model) -> bool:
+    return any(layer.name == INPUT_NORMALISATION_LAYER for layer in model.layers)
 
 
 def count_parameters(model: tf.keras.Model) -> int:
