@@ -261,9 +261,10 @@ def measure_import(architecture: str, weights: Dict[str, List[np.ndarray]], impo
     """Max |Δ logit| on ``images`` (sensor range): ``(imported model vs the same weights fed
     the authors' normalised input, /255 vs /256 input scale)``."""
     reference = _model_with(architecture, weights)
-    difference = np.abs(_logits(imported_model, images) - _logits(reference, authors_normalise(images)))
+    imported = _logits(imported_model, images)
+    difference = np.abs(imported - _logits(reference, authors_normalise(images)))
     # Feeding x * 255/256 through the /255 map is what a /256 map would compute on x.
-    scale_difference = np.abs(_logits(imported_model, images / AUTHORS_PER_SENSOR_SCALE) - _logits(imported_model, images))
+    scale_difference = np.abs(_logits(imported_model, images / AUTHORS_PER_SENSOR_SCALE) - imported)
     return float(difference.max()), float(scale_difference.max())
 
 
