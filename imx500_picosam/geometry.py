@@ -134,6 +134,37 @@ def crop_mask_to_model_input(mask: np.ndarray, roi: Roi, size: int = MODEL_INPUT
     return np.asarray(Image.fromarray(patch).resize((size, size), Image.NEAREST)) > 0
 
 
+def crop_logits_to_model_input(logits: np.ndarray, roi: Roi, size: int = MODEL_INPUT_SIZE) -> np.ndarray:
+    """Cut ``roi`` out of full-frame float logits (a teacher's) and resize to ``size`` x ``size``.
+
+    Shrinking averages over the source footprint (INTER_AREA), like the bilinear image crop
+    in Pillow does, so thin structures are not aliased away; enlarging is bilinear.
+    """
+    import cv2
+
+    patch = np.ascontiguousarray(logits[roi.y0 : roi.y1, roi.x0 : roi.x1], dtype=np.float32)
+    shrinking = patch.shape[0] >= size and patch.shape[1] >= size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(patch, (size, size), interpolation=interpolation)
+
+
+def jitter_box(box_xywh: Sequence[float], fraction: float, rng: np.random.Generator) -> Tuple[float, float, float, float]:
+    """Move each edge of a box by up to ``fraction`` of the box's width / height.
+
+    Models a sloppy prompt (a box drawn by hand on a live preview). The result keeps a
+    positive size; clipping to the frame is left to :func:`roi_from_box`.
+    """
+    x, y, w, h = (float(v) for v in box_xywh)
+    if fraction <= 0:
+        return (x, y, w, h)
+    dx0, dx1 = rng.uniform(-fraction, fraction, 2) * w
+    dy0, dy1 = rng.uniform(-fraction, fraction, 2) * h
+    x0, x1 = x + dx0, x + w + dx1
+    y0, y1 = y + dy0, y + h + dy1
+    x1, y1 = max(x1, x0 + 1.0), max(y1, y0 + 1.0)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
 def to_model_range(rgb_uint8: np.ndarray) -> np.ndarray:
     """uint8 RGB -> float32 in [0, 1), the scale the IMX500 feeds the network (1/256)."""
     return rgb_uint8.astype(np.float32) / 256.0

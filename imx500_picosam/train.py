@@ -1,0 +1,304 @@
+"""Stage: distillation training. Instances + teacher cache -> a trained checkpoint.
+
+The loss is the authors' (PicoSAM3 ``model_compression/utils.py``), in these exact terms,
+with ``s(x) = sigmoid(5·x)`` (their "steeper sigmoid") applied to student and teacher logits:
+
+    teacher term  T = mean((s(student) − s(teacher))²) + dice(s(student), s(teacher))
+    truth term    G = BCE(s(student), gt) + dice(s(student), gt)
+    area term     A = mean(relu(0.4 − Σ s(student) / Σ gt))   (only where gt is known)
+    α             = mean over the batch of clamp(teacher score, 0, 1)
+    loss          = α·T + (1 − α)·G + area_weight·A            (area_weight 0.4 as theirs)
+
+``dice(p, q) = 1 − mean_batch((2·Σ p·q + 1e-6) / (Σ p + Σ q + 1e-6))``. Modes: ``hybrid``
+(the above), ``supervised`` (α = 0, no teacher needed) and ``teacher`` (α = 1, no ground
+truth needed, no area term). Optimiser: AdamW, learning rate 3e-4 with a linear warm-up,
+weight decay 0.01 (PyTorch's AdamW default, which the authors used).
+
+Training state (model, optimiser, step) is saved every ``checkpoint_every`` steps under
+``OUT/train_state``; a rerun with the same settings resumes where it stopped, and the data
+order is a function of (seed, step), so a resumed run sees the same examples.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+import numpy as np
+
+from .errors import PicosamError
+
+MODES = ("hybrid", "supervised", "teacher")
+SHARPNESS = 5.0
+MIN_AREA_RATIO = 0.4
+
+
+@dataclass
+class TrainConfig:
+    architecture: str = "picosam3"
+    mode: str = "hybrid"
+    steps: int = 1000
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+    warmup_steps: int = 1000
+    weight_decay: float = 0.01
+    area_weight: float = 0.4
+    box_jitter: float = 0.1
+    horizontal_flip: bool = True
+    colour: float = 0.2
+    seed: int = 0
+    checkpoint_every: int = 200
+    distribute: str = "none"  # none | mirrored | multi-worker
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise PicosamError(f"training mode '{self.mode}' is not one of {MODES}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise PicosamError("steps and batch size must be positive")
+
+
+@dataclass
+class TrainResult:
+    checkpoint_path: Path
+    steps: int
+    resumed_from: int
+    crops_per_second: float
+    final_loss: float
+    log_path: Path
+    details: Dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------- loss
+
+
+def sharpen(logits):
+    import tensorflow as tf
+
+    return tf.sigmoid(SHARPNESS * logits)
+
+
+def _dice(p, q):
+    import tensorflow as tf
+
+    intersection = tf.reduce_sum(p * q, axis=[1, 2, 3])
+    union = tf.reduce_sum(p, axis=[1, 2, 3]) + tf.reduce_sum(q, axis=[1, 2, 3])
+    return 1.0 - tf.reduce_mean((2.0 * intersection + 1e-6) / (union + 1e-6))
+
+
+def distillation_loss(student_logits, gt_mask, teacher_logits, teacher_score, mode: str, area_weight: float):
+    """The loss above; returns (loss, alpha). Tensors are (B, 96, 96, 1) and (B,)."""
+    import tensorflow as tf
+
+    pred = sharpen(student_logits)
+    terms = {}
+    if mode in ("hybrid", "teacher"):
+        soft = sharpen(teacher_logits)
+        terms["teacher"] = tf.reduce_mean(tf.square(pred - soft)) + _dice(pred, soft)
+    if mode in ("hybrid", "supervised"):
+        eps = 1e-7
+        clipped = tf.clip_by_value(pred, eps, 1.0 - eps)
+        bce = -tf.reduce_mean(gt_mask * tf.math.log(clipped) + (1.0 - gt_mask) * tf.math.log(1.0 - clipped))
+        terms["truth"] = bce + _dice(pred, gt_mask)
+        ratio = tf.reduce_sum(pred, axis=[1, 2]) / (tf.reduce_sum(gt_mask, axis=[1, 2]) + 1e-6)
+        terms["area"] = tf.reduce_mean(tf.nn.relu(MIN_AREA_RATIO - ratio))
+    if mode == "hybrid":
+        alpha = tf.reduce_mean(tf.clip_by_value(teacher_score, 0.0, 1.0))
+    else:
+        alpha = tf.constant(1.0 if mode == "teacher" else 0.0)
+    loss = alpha * terms.get("teacher", 0.0) + (1.0 - alpha) * terms.get("truth", 0.0)
+    if "area" in terms:
+        loss = loss + area_weight * terms["area"]
+    return loss, alpha
+
+
+# ----------------------------------------------------------------------- data
+
+
+def example_stream(instances, config: TrainConfig, teacher_cache, start_position: int) -> Iterator[Dict[str, Any]]:
+    """Endless examples in a seeded order that depends only on (seed, epoch): resumable."""
+    from .data import Augmentation, iterate_crops
+
+    augmentation = Augmentation(config.box_jitter, config.horizontal_flip, config.colour)
+    count = len(instances.instances)
+    epoch, offset = divmod(start_position, count)
+    while True:
+        order = np.random.default_rng([config.seed, epoch]).permutation(count)
+        yield from iterate_crops(
+            instances, order[offset:], augmentation, seed=config.seed * 1_000_003 + epoch,
+            teacher_cache=teacher_cache if config.mode != "supervised" else None,
+        )
+        epoch, offset = epoch + 1, 0
+
+
+def batches(stream: Iterator[Dict[str, Any]], batch_size: int) -> Iterator[Dict[str, np.ndarray]]:
+    from .geometry import to_model_range
+
+    while True:
+        items = [next(stream) for _ in range(batch_size)]
+        batch = {
+            "image": to_model_range(np.stack([it["image"] for it in items])),
+            "mask": np.stack([it["mask"] for it in items]).astype(np.float32)[..., None],
+        }
+        if "teacher_logits" in items[0]:
+            batch["teacher_logits"] = np.stack([it["teacher_logits"] for it in items]).astype(np.float32)[..., None]
+            batch["teacher_score"] = np.asarray([it["teacher_score"] for it in items], dtype=np.float32)
+        else:
+            batch["teacher_logits"] = np.zeros_like(batch["mask"])
+            batch["teacher_score"] = np.zeros(batch_size, dtype=np.float32)
+        yield batch
+
+
+# ----------------------------------------------------------------------- loop
+
+
+def _strategy(name: str):
+    import tensorflow as tf
+
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        # Each worker reads TF_CONFIG (cluster + task); see docs/training.md.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise PicosamError(f"--distribute '{name}' is not none, mirrored or multi-worker")
+
+
+def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, init_checkpoint: Optional[Path] = None,
+          name: str = "picosam", provenance_details: Optional[Dict[str, Any]] = None, progress: bool = True) -> TrainResult:
+    """Train and write ``out_dir/NAME.weights.h5`` (+ sidecar, provenance ``trained``)."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from .atomic import write_json
+    from .checkpoint import Provenance, load_model, read_checkpoint, save_checkpoint
+    from .model import build_model
+
+    config.check()
+    if config.mode != "supervised" and teacher_cache is None:
+        raise PicosamError(f"training mode '{config.mode}' needs a teacher cache (--teacher-cache)")
+    out_dir = Path(out_dir)
+    state_dir = out_dir / "train_state"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config_path = state_dir / "config.json"
+    recorded = {"config": asdict(config), "annotations": str(instances.annotations_path), "instances": len(instances.instances)}
+    if config_path.is_file():
+        previous = json.loads(config_path.read_text())
+        if previous != recorded:
+            raise PicosamError(f"{state_dir}: holds a run with other settings; use another --out or delete it")
+    else:
+        write_json(config_path, recorded)
+
+    tf.keras.utils.set_random_seed(config.seed)
+    strategy = _strategy(config.distribute)
+    with strategy.scope():
+        if init_checkpoint is not None:
+            model = load_model(read_checkpoint(Path(init_checkpoint)))
+        else:
+            model = build_model(config.architecture)
+        schedule = _WarmUp(config.learning_rate, config.warmup_steps)
+        optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    state = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
+    manager = tf.train.CheckpointManager(state, str(state_dir), max_to_keep=2)
+    if manager.latest_checkpoint:
+        state.restore(manager.latest_checkpoint).expect_partial()
+    resumed_from = int(step_var.numpy())
+
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(batch):
+        with tf.GradientTape() as tape:
+            logits = model(batch["image"], training=True)
+            loss, alpha = distillation_loss(logits, batch["mask"], batch["teacher_logits"], batch["teacher_score"],
+                                            config.mode, config.area_weight)
+            scaled = loss / replicas
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        predicted = tf.cast(logits > 0, tf.float32)
+        intersection = tf.reduce_sum(predicted * batch["mask"], axis=[1, 2, 3])
+        union = tf.reduce_sum(tf.maximum(predicted, batch["mask"]), axis=[1, 2, 3])
+        iou = tf.reduce_mean(tf.where(union > 0, intersection / tf.maximum(union, 1.0), 1.0))
+        return loss, alpha, iou
+
+    @tf.function
+    def distributed_step(batch):
+        loss, alpha, iou = strategy.run(replica_step, args=(batch,))
+        mean = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)  # noqa: E731
+        return mean(loss), mean(alpha), mean(iou)
+
+    stream = example_stream(instances, config, teacher_cache, resumed_from * config.batch_size)
+    signature = {
+        "image": tf.TensorSpec((config.batch_size, 96, 96, 3), tf.float32),
+        "mask": tf.TensorSpec((config.batch_size, 96, 96, 1), tf.float32),
+        "teacher_logits": tf.TensorSpec((config.batch_size, 96, 96, 1), tf.float32),
+        "teacher_score": tf.TensorSpec((config.batch_size,), tf.float32),
+    }
+    dataset = tf.data.Dataset.from_generator(lambda: batches(stream, config.batch_size), output_signature=signature)
+    dataset = dataset.prefetch(2)
+    batches_iter = iter(strategy.experimental_distribute_dataset(dataset))
+
+    log_path = out_dir / "train_log.jsonl"
+    started = time.perf_counter()
+    final_loss = float("nan")
+    bar = tqdm(total=config.steps, initial=resumed_from, desc="train", unit="step", disable=not progress)
+    with open(log_path, "a") as log:
+        for step in range(resumed_from, config.steps):
+            loss, alpha, iou = distributed_step(next(batches_iter))
+            step_var.assign(step + 1)
+            final_loss = float(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{final_loss:.3f}", alpha=f"{float(alpha):.2f}", iou=f"{float(iou):.2f}")
+            if (step + 1) % 10 == 0 or step + 1 == config.steps:
+                log.write(json.dumps({"step": step + 1, "loss": round(final_loss, 5), "alpha": round(float(alpha), 4),
+                                      "train_iou": round(float(iou), 4), "lr": float(schedule(step)),
+                                      "seconds": round(time.perf_counter() - started, 2)}) + "\n")
+                log.flush()
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                manager.save(checkpoint_number=step + 1)
+    bar.close()
+    seconds = time.perf_counter() - started
+    trained_steps = config.steps - resumed_from
+    crops_per_second = trained_steps * config.batch_size / seconds if trained_steps and seconds > 0 else 0.0
+
+    details = {
+        "config": asdict(config),
+        "annotations": str(instances.annotations_path),
+        "instances": len(instances.instances),
+        "images": len(instances.image_ids()),
+        "loss": "alpha*(MSE+Dice vs teacher) + (1-alpha)*(BCE+Dice vs gt) + 0.4*area, sigmoid(5x), alpha = batch mean clamp(score)",
+        "final_loss": final_loss,
+        "tensorflow": tf.__version__,
+    }
+    if teacher_cache is not None:
+        meta_path = teacher_cache.folder / "cache.json"
+        details["teacher"] = json.loads(meta_path.read_text()).get("teacher") if meta_path.is_file() else None
+    details.update(provenance_details or {})
+    checkpoint = save_checkpoint(model, out_dir / f"{name}.weights.h5", Provenance(kind="trained", details=details))
+    return TrainResult(checkpoint.weights_path, config.steps, resumed_from, crops_per_second, final_loss, log_path, details)
+
+
+def _warmup_schedule_base():
+    import tensorflow as tf
+
+    return tf.keras.optimizers.schedules.LearningRateSchedule
+
+
+class _WarmUp(_warmup_schedule_base()):  # type: ignore[misc]
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then constant (as the authors)."""
+
+    def __init__(self, peak: float, warmup: int):
+        super().__init__()
+        self.peak, self.warmup = peak, max(1, int(warmup))
+
+    def __call__(self, step):
+        import tensorflow as tf
+
+        step = tf.cast(step, tf.float32)
+        return self.peak * tf.minimum(1.0, (step + 1.0) / float(self.warmup))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup": self.warmup}
