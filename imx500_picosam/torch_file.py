@@ -50,6 +50,10 @@ STORAGE_DTYPES = {
     "BoolStorage": "?",
 }
 
+# Far above any PicoSAM tensor (the largest has 102,400 elements); stops a stride-0 view
+# in a hostile file from asking for terabytes.
+MAX_TENSOR_ELEMENTS = 1 << 30
+
 _RESAVE_HINT = "if it is a whole model from a source you trust, load it in PyTorch and torch.save its state_dict()"
 
 
@@ -90,6 +94,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
     shape = tuple(_int(s, "size") for s in size)
     steps = tuple(_int(s, "stride") for s in stride)
     values = storage.values
+    elements = int(np.prod(shape, dtype=np.float64))
+    if elements > MAX_TENSOR_ELEMENTS:
+        raise _Refused(f"a tensor of size {shape} has {elements:.3g} elements, more than this reader builds")
     if 0 in shape:
         return np.zeros(shape, dtype=values.dtype)
     # Bounds first: as_strided reads whatever memory the strides point at.
@@ -230,4 +237,16 @@ def _load_archive(archive: zipfile.ZipFile) -> Any:
         if byteorder not in ("little", "big"):
             raise _Refused(f"byteorder record says {byteorder[:20]!r}, expected little or big")
     data = archive.read(f"{prefix}/data.pkl")
-    return _StateDictUnpickler(data, archive, prefix, byteorder).load()
+    return _plain(_StateDictUnpickler(data, archive, prefix, byteorder).load())
+
+
+def _plain(obj: Any) -> Any:
+    """Dicts as plain dicts (in order): drops the attributes a pickle can set on an
+    OrderedDict, such as a state dict's ``_metadata``, so callers see only data."""
+    if isinstance(obj, dict):
+        return {key: _plain(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(item) for item in obj]
+    if isinstance(obj, tuple):
+        return tuple(_plain(item) for item in obj)
+    return obj

@@ -336,16 +336,23 @@ def test_globals_outside_a_state_dict_are_refused(module, name, tmp_path):
     assert f"needs {module}.{name}, which is not part of a state dict" in message
 
 
-def test_a_tensor_beyond_its_storage_is_refused(tmp_path):
-    """A strided view must stay inside its storage: the reader checks before it reads."""
-    def stride_1000(data):
-        # size (4,) stride (1,) -> stride (1000,): the view would read far past the 16 bytes.
-        stride = b"(\x8a\x08" + (1).to_bytes(8, "little", signed=True) + b"t"
-        assert data.count(stride) == 1
-        return data.replace(stride, b"(\x8a\x08" + (1000).to_bytes(8, "little", signed=True) + b"t")
+def _one_long_tuple(value):
+    return b"(\x8a\x08" + value.to_bytes(8, "little", signed=True) + b"t"
 
-    path = write_pt(tmp_path / "overrun.pt", {"output_head.weight": np.zeros(4, np.float32)}, edit_pickle=stride_1000)
-    assert "reaches element 3000 of a storage of 4" in _one_line_error(path, tmp_path)
+
+@pytest.mark.parametrize("size, stride, message", [
+    (4, 1000, "reaches element 3000 of a storage of 4"),  # would read far past the 16 bytes
+    (1 << 40, 0, "more than this reader builds"),  # a stride-0 view asking for 4 TB
+])
+def test_a_tensor_view_its_storage_cannot_back_is_refused(size, stride, message, tmp_path):
+    """A strided view must stay inside its storage and be of sane size: checked before reading."""
+    def edit(data):
+        # The tensor is written with size (4,) and stride (1,).
+        assert data.count(_one_long_tuple(4)) == data.count(_one_long_tuple(1)) == 1
+        return data.replace(_one_long_tuple(4), _one_long_tuple(size)).replace(_one_long_tuple(1), _one_long_tuple(stride))
+
+    path = write_pt(tmp_path / "overrun.pt", {"output_head.weight": np.zeros(4, np.float32)}, edit_pickle=edit)
+    assert message in _one_line_error(path, tmp_path)
 
 
 def test_legacy_and_torchscript_files_are_refused_with_what_to_do(tmp_path):
