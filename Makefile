@@ -10,8 +10,13 @@ GPTQ ?=
 INFERENCE_RATE ?= 30
 PACKER_OUT ?= $(BUILD)/packerOut.zip
 PYTEST_ARGS ?=
+# The PyTorch reference that tests/test_import_weights.py compares the import against runs
+# in its own venv: torch in .venv would break MCT (edge-mdt-cl then wants torchvision, which
+# has no CPU build). The exact CPU build, so pip never reaches for the CUDA packages.
+TORCH_VENV ?= .venv-torch
+TORCH_SPEC ?= torch==2.13.0+cpu
 
-.PHONY: setup rpk package test clean
+.PHONY: setup torch-reference rpk package test clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +29,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+torch-reference: $(TORCH_VENV)/.installed
+
+$(TORCH_VENV)/.installed:
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet '$(TORCH_SPEC)' numpy
+	@touch $@
+
 rpk: setup
 	$(BIN)/picosam build --out $(BUILD) --inference-rate $(INFERENCE_RATE) \
 	  $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(GPTQ),--gptq)
@@ -32,8 +44,8 @@ rpk: setup
 package: setup
 	$(BIN)/picosam package --packer-out $(PACKER_OUT) --out $(BUILD) --inference-rate $(INFERENCE_RATE)
 
-test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: setup torch-reference
+	PICOSAM_TORCH_PYTHON=$(abspath $(TORCH_VENV))/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(BUILD)

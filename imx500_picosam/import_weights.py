@@ -4,7 +4,8 @@ The Keras layers are named after the PyTorch modules (``.`` -> ``_``, see
 :mod:`imx500_picosam.model`), so the import is a strict name lookup: every tensor of the
 file must be used exactly once, every layer of the model must be filled, and every shape
 must match; anything else is one :class:`~imx500_picosam.errors.PicosamError` line that
-lists what is missing, unexpected or mis-shaped.
+lists what is missing, unexpected or mis-shaped. The ``.pt`` file itself is read by
+:mod:`imx500_picosam.torch_file`, without PyTorch and without executing anything in it.
 
 Layout conversions (PyTorch -> Keras):
 
@@ -46,6 +47,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from . import torch_file
 from .checkpoint import WEIGHTS_SUFFIX, Checkpoint, Provenance, save_checkpoint
 from .errors import PicosamError
 
@@ -82,27 +84,20 @@ def _listing(items: List[str]) -> str:
 # --------------------------------------------------------------------------- reading
 
 
+# Where training scripts commonly put the model's weights in a larger checkpoint dict.
+STATE_DICT_WRAPPERS = ("state_dict", "model_state_dict", "model")
+
+
 def load_state_dict(path: Path) -> Dict[str, np.ndarray]:
-    """Read a PyTorch checkpoint as ``{key: float32 array}`` (torch imported only here)."""
+    """Read a PyTorch checkpoint as ``{key: array}``, floats as float32 (no torch needed).
+
+    A bare state dict, or one wrapped in a training checkpoint under one of
+    :data:`STATE_DICT_WRAPPERS`, is accepted; DataParallel's ``module.`` prefix is dropped.
+    """
     path = Path(path)
-    try:
-        import torch
-    except ImportError:
-        raise PicosamError(
-            f"{path}: importing PyTorch weights needs torch; install torch and torchvision with pip install '.[import]' (see docs/import-weights.md)"
-        ) from None
-    if not path.is_file():
-        raise PicosamError(f"{path}: PyTorch checkpoint not found")
-    try:
-        # weights_only: an untrusted download must not be able to run code via pickle.
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for bad files (pickle, zip, EOF, runtime)
-        raise PicosamError(
-            f"{path}: not a readable PyTorch checkpoint (corrupt, truncated, or more than tensors "
-            f"in it?): {err.__class__.__name__}"
-        ) from None
+    loaded = torch_file.load(path)
     if isinstance(loaded, Mapping):
-        for wrapper in ("state_dict", "model"):
+        for wrapper in STATE_DICT_WRAPPERS:
             if isinstance(loaded.get(wrapper), Mapping):
                 loaded = loaded[wrapper]
                 break
@@ -110,12 +105,13 @@ def load_state_dict(path: Path) -> Dict[str, np.ndarray]:
         raise PicosamError(f"{path}: holds no state dict (found {type(loaded).__name__})")
     state: Dict[str, np.ndarray] = {}
     for key, value in loaded.items():
-        if not isinstance(value, torch.Tensor):
+        if not isinstance(key, str):
+            raise PicosamError(f"{path}: state dict key {key!r} is not a string")
+        if not isinstance(value, np.ndarray):
             raise PicosamError(f"{path}: entry '{key}' is a {type(value).__name__}, not a tensor")
         # DataParallel / DistributedDataParallel save every key under "module.".
         name = key[len("module."):] if key.startswith("module.") else key
-        array = value.detach().cpu().numpy()
-        state[name] = array.astype(np.float32) if np.issubdtype(array.dtype, np.floating) else array
+        state[name] = value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
     return state
 
 
