@@ -52,8 +52,8 @@ flash: $(BIN)/picosam
 $(BIN)/picosam:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip install --quiet click
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

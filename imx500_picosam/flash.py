@@ -12,7 +12,7 @@ batch mode (never a password prompt), a connect timeout and keepalives. Four ste
    mistaken for a whole file;
 3. install: unpack it and run :mod:`imx500_picosam.flash_remote` on the Pi (package,
    intrinsics, versioned install, smoke test, then the ``current.rpk`` switch), its
-   output shown here as it happens;
+   output shown here as it happens (a failed run leaves ``staging/<version>`` for a look);
 4. record: the outcome and the smoke-test summary go into ``build_report.json`` under
    ``"flash"`` (no host name: reports travel as CI artifacts).
 """
@@ -199,10 +199,13 @@ def plan_flash(
                              connect_timeout=connect_timeout)
     for option, value in (("--remote-dir", remote_dir), ("--remote-python", remote_python)):
         _check_remote_path(option, value)
-    firmware = Path(firmware) if firmware is not None else _firmware_in(Path(build_dir))
+    build_dir = Path(build_dir)
+    firmware = Path(firmware) if firmware is not None else _firmware_in(build_dir)
     _check_firmware(firmware)
-    report = Path(build_dir) / "build_report.json"
-    report = report if report.is_file() else None
+    # The build's report describes this firmware only when the firmware is the build's own.
+    report = build_dir / "build_report.json"
+    same_build = firmware.resolve().parent == build_dir.resolve()
+    report = report if report.is_file() and same_build else None
     return FlashPlan(
         target=target, firmware=firmware, report=report, remote_dir=remote_dir, remote_python=remote_python,
         inference_rate=inference_rate, frames=frames, retries=retries,
@@ -408,7 +411,9 @@ def _install(plan: FlashPlan, root: str, version: str, bundle_name: str, firmwar
         f'cd {q(staging)}/bundle && PYTHONPATH="$PWD${{PYTHONPATH:+:$PYTHONPATH}}" '
         f"{_shell_path(plan.remote_python)} -m imx500_picosam.flash_remote {' '.join(map(q, arguments))}",
         "status=$?",
-        f"cd {q(root)} && rm -rf {q(staging)}",
+        # A failed run keeps its staging folder (packerOut.zip, packager log) for a look;
+        # the next flash removes it after a day.
+        f"if [ $status -eq 0 ]; then cd {q(root)} && rm -rf {q(staging)}; fi",
         "exit $status",
     ])
     returncode, stdout, stderr = _run_streaming(plan.target.ssh(script), INSTALL_TIMEOUT_S, echo)
@@ -457,6 +462,7 @@ FAILURE_LABELS = {
     "camera-not-detected": "camera not detected",
     "smoke-failed": "smoke test failed",
     "install-failed": "install failed",
+    "busy": "Pi busy",
     "internal": "installer error",
 }
 

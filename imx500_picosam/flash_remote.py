@@ -11,7 +11,8 @@ Layout of the remote folder (``--remote-dir``, default ``~/picosam``)::
     previous.rpk -> firmware/<version>.rpk   the one current before it, for a quick rollback
     firmware/<version>.rpk, <version>.json    installed firmware and its record (report, smoke test)
     logs/<version>.log                        everything this step printed, libcamera's output included
-    incoming/, staging/                       transfers and unpacked bundles, removed when done
+    incoming/, staging/<version>/             transfers and unpacked bundles: removed when done, a
+                                              failed run's staging after a day (packager log inside)
 
 Steps: package ``packerOut.zip`` with ``imx500-package`` and embed ``network_intrinsics``
 (``imx500_picosam.package.package_rpk``), or take a ready ``.rpk``; copy it to
@@ -63,6 +64,10 @@ STAGE_KINDS = {
 
 class PackagerMissing(PicosamError):
     """imx500-package is not on this Pi's PATH."""
+
+
+class FlashBusy(PicosamError):
+    """Another flash holds this remote folder's lock."""
 
 
 def prepare_firmware(payload: Path, work_dir: Path, inference_rate: float) -> Path:
@@ -194,7 +199,7 @@ def exclusive(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PicosamError(f"another picosam flash is running on this Pi (lock {root / LOCK_FILE})") from None
+            raise FlashBusy(f"another picosam flash is running in {root} (lock {root / LOCK_FILE})") from None
         yield
 
 
@@ -238,6 +243,8 @@ def flash_here(args: argparse.Namespace) -> Dict[str, Any]:
         result.update(kind="camera-not-detected", error=str(err))
     except PackagerMissing as err:
         result.update(kind="packager-missing", error=str(err))
+    except FlashBusy as err:
+        result.update(kind="busy", error=str(err))
     except (PicosamError, OSError) as err:
         result.update(kind=STAGE_KINDS[stage], error=str(err))
     except Exception as err:  # a bug must still leave current.rpk alone and report one line

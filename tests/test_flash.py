@@ -135,7 +135,9 @@ def test_packaging_failure_shows_the_pi_log_and_installs_nothing(pi, build):
     assert "firmware signing error" in line and "no firmware was current, none is now" in line
     assert "pi| Packaging failed: firmware signing error" in completed.stderr  # the Pi's log, shown as it ran
     assert pi.current() is None and pi.installed() == []
-    assert pi.leftovers() == {"incoming": [], "staging": []}
+    packager_log = Path(line.split("(log: ", 1)[1].split(")", 1)[0])
+    assert packager_log.read_text().strip() == "Packaging failed: firmware signing error"  # kept for a look
+    assert pi.leftovers()["incoming"] == [] and len(pi.leftovers()["staging"]) == 1
     assert report_of(build)["flash"]["status"] == "failed"
 
 
@@ -339,3 +341,19 @@ def test_nearest_rank_percentile():
     assert nearest_rank_percentile(list(range(1, 101)), 95) == 95
     assert nearest_rank_percentile([5.0], 95) == 5.0
     assert nearest_rank_percentile([3, 1, 2], 50) == 2
+
+
+def test_a_firmware_from_elsewhere_does_not_take_the_build_report(build, tmp_path):
+    elsewhere = tmp_path / "elsewhere.zip"
+    shutil.copyfile(build / "packerOut.zip", elsewhere)
+    assert plan_flash("pi@raspberrypi.local", build_dir=build, firmware=elsewhere).report is None
+    assert plan_flash("pi@raspberrypi.local", build_dir=build).report == build / "build_report.json"
+
+
+def test_a_second_flash_on_the_same_pi_waits_its_turn(tmp_path):
+    with flash_remote.exclusive(tmp_path):
+        with pytest.raises(flash_remote.FlashBusy, match="another picosam flash is running"):
+            with flash_remote.exclusive(tmp_path):
+                pass
+    with flash_remote.exclusive(tmp_path):  # released
+        pass
