@@ -115,8 +115,9 @@ class LoopbackPi:
             "SetEnv " + " ".join(f"{key}={value}" for key, value in env.items()),
         ]) + "\n")
         self.log = self.folder / "sshd.log"
-        self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=open(self.log, "ab"),
-                                         stderr=subprocess.STDOUT)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log,
+                                             stderr=subprocess.STDOUT)
         self._wait_until_listening()
         self.trust(self.port)
         return self
@@ -197,9 +198,14 @@ class CuttingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+            threading.Thread(target=self._forward, args=(client,), daemon=True).start()
+
+    def _forward(self, client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", self.target_port)) as server:
+            downstream = threading.Thread(target=self._pump, args=(server, client, False), daemon=True)
+            downstream.start()
+            self._pump(client, server, True)
+            downstream.join(timeout=30)
 
     def _pump(self, source: socket.socket, sink: socket.socket, upstream: bool) -> None:
         sent = 0
