@@ -16,7 +16,16 @@ PYTEST_ARGS ?=
 TORCH_VENV ?= .venv-torch
 TORCH_SPEC ?= torch==2.13.0+cpu
 
-.PHONY: setup torch-reference rpk package test clean
+# make flash PI=USER@PI: the Raspberry Pi to deploy to over SSH, and optionally its port,
+# key, known_hosts file, folder, and any other `picosam flash` options.
+PI ?=
+PI_PORT ?=
+PI_IDENTITY ?=
+PI_KNOWN_HOSTS ?=
+PI_DIR ?=
+FLASH_ARGS ?=
+
+.PHONY: setup torch-reference rpk package flash test clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +52,21 @@ rpk: setup
 # On a Raspberry Pi (imx500-tools installed): packerOut.zip -> network.rpk with intrinsics.
 package: setup
 	$(BIN)/picosam package --packer-out $(PACKER_OUT) --out $(BUILD) --inference-rate $(INFERENCE_RATE)
+
+# Deploy $(BUILD) to a Raspberry Pi over SSH: package there, smoke-test on the sensor,
+# switch current.rpk. Needs only this project and click, not the toolchain, so it reuses
+# .venv when `make setup` made it and otherwise installs just that (CI runners, Pis).
+flash: $(BIN)/picosam
+	@test -n "$(PI)" || { echo "error: say which Pi: make flash PI=USER@PI (e.g. PI=pi@raspberrypi.local)" >&2; exit 2; }
+	$(BIN)/picosam flash --host $(PI) --build $(BUILD) --inference-rate $(INFERENCE_RATE) \
+	  $(if $(PI_PORT),--port $(PI_PORT)) $(if $(PI_IDENTITY),--identity $(PI_IDENTITY)) \
+	  $(if $(PI_KNOWN_HOSTS),--known-hosts $(PI_KNOWN_HOSTS)) $(if $(PI_DIR),--remote-dir $(PI_DIR)) $(FLASH_ARGS)
+
+$(BIN)/picosam:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet click
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 
 test: setup torch-reference
 	PICOSAM_TORCH_PYTHON=$(abspath $(TORCH_VENV))/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -71,6 +71,27 @@ def atomic_directory(final: PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def replace_symlink(link: PathLike, target: str) -> None:
+    """Point ``link`` at ``target`` in one step, as ``ln -s target tmp && mv -T tmp link`` does.
+
+    Readers of ``link`` see the old target or the new one, never a missing link. A regular
+    file at ``link`` is not ours to replace, so it is refused rather than overwritten.
+    """
+    link = Path(link)
+    if link.exists() and not link.is_symlink():
+        raise FileExistsError(f"{link} is a regular file, not a link")
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    finally:
+        if tmp.is_symlink():
+            tmp.unlink()
+    _fsync_folder(link.parent)
+
+
 def write_json(path: PathLike, data: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -313,6 +313,42 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
         click.echo(f"{method:22s} mIoU crop / full  {cells}")
     click.echo(f"n = {report['instances']} instances; wrote {out_path} and {plot_path}")
 
+@main.command()
+@click.option("--host", "destination", required=True, metavar="USER@PI", help="SSH destination of the Raspberry Pi.")
+@click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True, help="SSH port.")
+@click.option("--identity", type=click.Path(path_type=Path), default=None,
+              help="SSH private key [default: ssh's own choice: agent, ~/.ssh/id_*].")
+@click.option("--known-hosts", type=click.Path(path_type=Path), default=None,
+              help="known_hosts file holding the Pi's host key [default: ~/.ssh/known_hosts]. Checking is always on.")
+@click.option("--remote-dir", default="~/picosam", show_default=True,
+              help="Folder on the Pi for current.rpk, firmware/ and logs/.")
+@click.option("--build", "build_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True,
+              help="Build folder: its packerOut.zip (else network.rpk) is flashed and its build_report.json updated.")
+@click.option("--firmware", type=click.Path(path_type=Path), default=None,
+              help="Flash this packerOut.zip or .rpk instead of the build folder's.")
+@click.option("--inference-rate", type=float, default=30.0, show_default=True,
+              help="Frames per second written into network_intrinsics when packaging on the Pi.")
+@click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Frames the on-device smoke test captures; half must carry the expected output tensor.")
+@click.option("--retries", type=click.IntRange(min=1), default=3, show_default=True, help="Transfer attempts.")
+@click.option("--connect-timeout", type=click.IntRange(min=1), default=10, show_default=True, help="Seconds.")
+@click.option("--remote-python", default="python3", show_default=True,
+              help="Python on the Pi that can import picamera2 (e.g. a venv made with --system-site-packages).")
+def flash(destination: str, port: int, identity: Optional[Path], known_hosts: Optional[Path], remote_dir: str,
+          build_dir: Path, firmware: Optional[Path], inference_rate: float, frames: int, retries: int,
+          connect_timeout: int, remote_python: str) -> None:
+    """Deploy a build to a Raspberry Pi AI Camera over SSH: package there, smoke-test, switch current.rpk."""
+    from . import flash as flashing
+
+    plan = flashing.plan_flash(
+        destination, port=port, identity=identity, known_hosts=known_hosts, remote_dir=remote_dir,
+        build_dir=build_dir, firmware=firmware, remote_python=remote_python, inference_rate=inference_rate,
+        frames=frames, retries=retries, connect_timeout=connect_timeout,
+    )
+    outcome = flashing.flash(plan, echo=lambda line: click.echo(line, err=True))
+    for line in flashing.summary_lines(outcome):
+        click.echo(line)
+
 
 def _register_rpk_tools() -> None:
     from firmware_packaging.cli import rpk_group

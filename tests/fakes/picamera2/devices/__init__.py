@@ -1,0 +1,1 @@
+from .imx500 import IMX500
