@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -113,12 +114,16 @@ def export_int8_tflite(quantized_model, tflite_path: Path) -> Path:
     tflite_path = Path(tflite_path)
     with atomic_path(tflite_path, suffix=".tflite") as tmp, _stderr_kept_aside() as log:
         try:
-            mct.exporter.keras_export_model(
-                model=quantized_model,
-                save_model_path=str(tmp),
-                serialization_format=KerasExportSerializationFormat.TFLITE,
-                quantization_format=QuantizationFormat.INT8,
-            )
+            with warnings.catch_warnings():
+                # TF's converter notes that the float input has no quantization statistics:
+                # by design, the exported model takes the same float input as MCT's.
+                warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+                mct.exporter.keras_export_model(
+                    model=quantized_model,
+                    save_model_path=str(tmp),
+                    serialization_format=KerasExportSerializationFormat.TFLITE,
+                    quantization_format=QuantizationFormat.INT8,
+                )
         except Exception as err:  # the converter raises assorted types; the message matters
             lines = str(err).strip().splitlines() or log.read_text(errors="replace").strip().splitlines()
             reason = lines[0] if lines else err.__class__.__name__

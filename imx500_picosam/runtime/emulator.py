@@ -91,51 +91,59 @@ def cache_dir() -> Path:
     return base / "imx500-picosam"
 
 
-def load_engine(checkpoint, engine: str = DEFAULT_ENGINE, log: Callable[[str], None] = print):
-    """The quantized ``checkpoint`` ready to run: quantized exactly as ``make rpk`` does
-    (same calibration crops, same TPC), then exported (``tflite``) or kept (``keras``)."""
+def emulator_model_path(checkpoint) -> Path:
+    """Where the INT8 export of ``checkpoint`` is cached: keyed by the weights, the
+    quantization toolchain and the calibration set, so a change to any of them re-quantizes."""
     from ..calibration import DEFAULT_CALIBRATION_DIR
-    from ..quantize import installed_version, tpc_version_for_converter
-
-    if engine not in ENGINES:
-        raise PicosamError(f"engine '{engine}' is not one of {ENGINES}")
-    tpc_version = tpc_version_for_converter(installed_version("imx500-converter"))
-    key = _model_key(checkpoint, tpc_version, DEFAULT_CALIBRATION_DIR / "manifest.json")
-    tflite_path = cache_dir() / "emulator" / f"{checkpoint.architecture}-{key[:16]}.tflite"
-    if engine == "tflite" and tflite_path.is_file():
-        log(f"emulator model: {tflite_path} (cached INT8 export of {checkpoint.describe()})")
-        return TfliteEngine(tflite_path)
-    quantized = _quantize(checkpoint, tpc_version, log)
-    if engine == "keras":
-        return KerasEngine(quantized)
-    from ..quantize import export_int8_tflite
-
-    log(f"exporting the INT8 TFLite model to {tflite_path} …")
-    export_int8_tflite(quantized, tflite_path)
-    return TfliteEngine(tflite_path)
-
-
-def _quantize(checkpoint, tpc_version: str, log: Callable[[str], None]):
-    from ..calibration import load_crops
-    from ..checkpoint import load_model
-    from ..quantize import quantize_model
-
-    log(f"quantizing {checkpoint.describe()} with MCT as `make rpk` does (TPC {tpc_version}, about 20 s) …")
-    return quantize_model(load_model(checkpoint), load_crops("calibration").images, tpc_version=tpc_version)
-
-
-def _model_key(checkpoint, tpc_version: str, manifest: Path) -> str:
     from ..quantize import installed_version
 
+    manifest = DEFAULT_CALIBRATION_DIR / "manifest.json"
     facts = {
         "weights_sha256": checkpoint.weights_sha256,
         "architecture": checkpoint.architecture,
-        "tpc_version": tpc_version,
+        "tpc_version": _tpc_version(),
         "versions": {name: installed_version(name) for name in
                      ("model-compression-toolkit", "edge-mdt-tpc", "tensorflow", "tensorflow-cpu")},
         "calibration_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None,
     }
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+    return cache_dir() / "emulator" / f"{checkpoint.architecture}-{key[:16]}.tflite"
+
+
+def quantize_for_emulator(checkpoint, log: Callable[[str], None] = print):
+    """MCT's quantized Keras model of ``checkpoint``, made exactly as ``make rpk`` makes it
+    (same calibration crops, same TPC)."""
+    from ..calibration import load_crops
+    from ..checkpoint import load_model
+    from ..quantize import quantize_model
+
+    tpc_version = _tpc_version()
+    log(f"quantizing {checkpoint.describe()} with MCT as `make rpk` does (TPC {tpc_version}, about 20 s) ...")
+    return quantize_model(load_model(checkpoint), load_crops("calibration").images, tpc_version=tpc_version)
+
+
+def load_engine(checkpoint, engine: str = DEFAULT_ENGINE, log: Callable[[str], None] = print):
+    """``checkpoint`` quantized and ready to run with ``engine`` ('tflite' reuses a cached export)."""
+    if engine not in ENGINES:
+        raise PicosamError(f"engine '{engine}' is not one of {ENGINES}")
+    tflite_path = emulator_model_path(checkpoint)
+    if engine == "tflite" and tflite_path.is_file():
+        log(f"emulator model: {tflite_path} (cached INT8 export of {checkpoint.describe()})")
+        return TfliteEngine(tflite_path)
+    quantized = quantize_for_emulator(checkpoint, log)
+    if engine == "keras":
+        return KerasEngine(quantized)
+    from ..quantize import export_int8_tflite
+
+    log(f"exporting the INT8 TFLite model to {tflite_path} ...")
+    export_int8_tflite(quantized, tflite_path)
+    return TfliteEngine(tflite_path)
+
+
+def _tpc_version() -> str:
+    from ..quantize import installed_version, tpc_version_for_converter
+
+    return tpc_version_for_converter(installed_version("imx500-converter"))
 
 
 # -- frame sources -------------------------------------------------------------------------
