@@ -126,3 +126,69 @@ def test_cli_engine_choices_are_the_emulators():
     demo = main.commands["demo"]
     (engine,) = [p for p in demo.params if p.name == "engine"]
     assert tuple(engine.type.choices) == emulator.ENGINES and engine.default == emulator.DEFAULT_ENGINE
+
+
+class ScriptedWindow:
+    """OpenCV's highgui replaced by a script (this machine's OpenCV has no GUI): it records
+    what is shown and plays mouse drags and keys at given frames."""
+
+    def __init__(self, script):
+        self.script, self.shown, self.callback, self.destroyed = script, [], None, False
+
+    def install(self, monkeypatch):
+        from imx500_picosam.runtime import demo as demo_module
+
+        fake = {
+            "namedWindow": lambda name, flags=0: None,
+            "setMouseCallback": lambda name, callback: setattr(self, "callback", callback),
+            "imshow": lambda name, image: self.shown.append(image.copy()),
+            "waitKey": self.wait_key,
+            "getWindowProperty": lambda name, prop: 1.0,
+            "destroyWindow": lambda name: setattr(self, "destroyed", True),
+        }
+        for name, function in fake.items():
+            monkeypatch.setattr(demo_module.cv2, name, function)
+        monkeypatch.setenv("DISPLAY", ":0")
+
+    def wait_key(self, delay):
+        for action in self.script.get(len(self.shown) - 1, []):
+            if isinstance(action, str):
+                return ord(action)
+            (x0, y0), (x1, y1), flags = action
+            self.callback(cv2.EVENT_LBUTTONDOWN, x0, y0, 0, None)
+            self.callback(cv2.EVENT_MOUSEMOVE, (x0 + x1) // 2, (y0 + y1) // 2, flags, None)
+            self.callback(cv2.EVENT_LBUTTONUP, x1, y1, flags, None)
+        return -1
+
+
+def test_the_window_prompts_by_drag_resets_with_r_and_quits_with_q(monkeypatch, quantized_picosam3):
+    from imx500_picosam.runtime import EmulatorBackend, Session, TfliteEngine, open_source
+    from imx500_picosam.runtime.demo import run_interactive
+
+    window = ScriptedWindow({
+        1: [((140, 40), (310, 210), 0)],  # drag a box
+        3: [((20, 150), (120, 250), cv2.EVENT_FLAG_SHIFTKEY)],  # shift+drag adds a second one
+        6: ["r"],
+        8: ["q"],
+    })
+    window.install(monkeypatch)
+    backend = EmulatorBackend(open_source(str(PHOTO)), TfliteEngine(quantized_picosam3.tflite))
+    seen = []
+    with Session(backend) as session:
+        original_step = session.step
+
+        def recording_step():
+            step = original_step()
+            seen.append((step.result.prompt.id, step.result.prompt.box))
+            return step
+
+        session.step = recording_step
+        shown = run_interactive(session, warning="UNTRAINED")
+        assert [p.box for p in session.prompts] == [(0.0, 0.0, 451.0, 300.0)]  # after r
+    assert shown == len(window.shown) == 9 and window.destroyed
+    assert seen[0] == (0, (0.0, 0.0, 451.0, 300.0))  # the whole frame until a box is drawn
+    assert seen[2] == (0, (140.0, 40.0, 170.0, 170.0))
+    assert {box for _, box in seen[4:7]} == {(140.0, 40.0, 170.0, 170.0), (20.0, 150.0, 100.0, 100.0)}
+    assert seen[7] == (0, (0.0, 0.0, 451.0, 300.0))
+    # the shown frames carry the overlay (the mask's ROI outline at least) and the HUD
+    assert all(not np.array_equal(frame, cv2.imread(str(PHOTO))) for frame in window.shown)
