@@ -91,10 +91,16 @@ def require_window() -> None:
     try:
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
     except cv2.error:
+        from importlib import metadata
+
+        try:  # the full wheel of the same build, e.g. 4.11.0.86
+            wheel = metadata.version("opencv-python-headless")
+        except metadata.PackageNotFoundError:
+            wheel = f"{cv2.__version__}.*"
         raise PicosamError(
-            f"the demo window needs OpenCV with GUI support, but this OpenCV {cv2.__version__} has none "
-            f"(opencv-python-headless): pip uninstall -y opencv-python-headless && pip install "
-            f"opencv-python=={cv2.__version__}, or use --headless --out DIR (see docs/runtime.md)"
+            f"the demo window needs OpenCV with GUI support, but this OpenCV {cv2.__version__} has none: "
+            f"pip uninstall -y opencv-python-headless && pip install opencv-python=={wheel}, "
+            f"or use --headless --out DIR (see docs/runtime.md)"
         ) from None
 
 
