@@ -6,9 +6,9 @@ Camera through picamera2, imported only when that backend is created) or
 See docs/runtime.md.
 
     from imx500_picosam.runtime import EmulatorBackend, Session, load_engine, open_source
-    from imx500_picosam.checkpoint import default_checkpoint
+    from imx500_picosam.checkpoint import read_checkpoint
 
-    backend = EmulatorBackend(open_source("photo.jpg"), load_engine(default_checkpoint()))
+    backend = EmulatorBackend(open_source("photo.jpg"), load_engine(read_checkpoint("my.weights.h5")))
     with Session(backend, boxes=[(140, 40, 170, 170)]) as session:
         step = session.step()
         print(step.result.to_json())

@@ -14,7 +14,7 @@ Backends (:class:`~imx500_picosam.runtime.imx500.IMX500Backend` on the camera,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
