@@ -129,6 +129,85 @@ def segment(checkpoint: Path, image_path: Path, box: str, quantized: bool, mask_
     )
 
 
+UNTRAINED_WARNING = "!!! UNTRAINED MODEL: a seeded initialisation, its masks are meaningless (--checkpoint to use yours)"
+
+
+@main.command()
+@click.option("--rpk", "rpk_path", type=click.Path(path_type=Path), default=None,
+              help="A PicoSAM network.rpk: run it on the Raspberry Pi AI Camera (picamera2, Raspberry Pi OS).")
+@click.option("--emulate", is_flag=True, help="Emulate the camera on this computer's CPU instead.")
+@click.option("--source", default=None, metavar="IMAGE|VIDEO|0",
+              help="With --emulate: an image file, a video file, or a webcam index such as 0.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="With --emulate: the checkpoint to quantize and run (default: the shipped trained one; "
+                   "without it a seeded, untrained initialisation).")
+@click.option("--engine", type=click.Choice(["tflite", "keras"]), default="tflite", show_default=True,
+              help="With --emulate: MCT's INT8 TFLite export (fast) or MCT's quantized Keras model (the reference).")
+@click.option("--box", "boxes", multiple=True, metavar="x,y,w,h",
+              help="Prompt box in main-stream pixels; repeat it to segment several objects in turn "
+                   "(default: the whole frame).")
+@click.option("--follow", is_flag=True, help="Re-centre each prompt on its previous mask's bounding box (tracking).")
+@click.option("--headless", is_flag=True, help="No window: write a mask PNG and a JSON line per frame to --out.")
+@click.option("--frames", type=click.IntRange(min=1), default=None,
+              help="Stop after N frames (headless default: a video to its end, one frame per prompt for an image).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="With --headless: folder for frames.jsonl, masks/ and run.json.")
+def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpoint: Optional[Path], engine: str,
+         boxes: tuple, follow: bool, headless: bool, frames: Optional[int], out_dir: Optional[Path]) -> None:
+    """Segment what the camera sees: drag a box to prompt, r resets, q quits (or --headless)."""
+    _quiet_tensorflow()
+    from .geometry import parse_box
+
+    if (rpk_path is None) == (not emulate):
+        raise PicosamError("choose one: --rpk network.rpk (the camera) or --emulate --source IMAGE|VIDEO|0")
+    if emulate and source is None:
+        raise PicosamError("--emulate needs --source IMAGE|VIDEO|0 (an image, a video file or a webcam index)")
+    if rpk_path is not None and (source is not None or checkpoint is not None):
+        raise PicosamError("--source and --checkpoint go with --emulate; on the camera the network is the one in the RPK")
+    if headless and out_dir is None:
+        raise PicosamError("--headless needs --out DIR for the masks and JSON lines")
+    if not headless and out_dir is not None:
+        raise PicosamError("--out goes with --headless (the window writes nothing)")
+    prompt_boxes = [parse_box(text) for text in boxes]
+
+    from .runtime.demo import require_window, run_headless, run_interactive
+
+    if not headless:
+        require_window()  # before minutes of loading, not after
+    warning = None
+    if emulate:
+        backend, run_info, warning = _emulator_backend(source, checkpoint, engine, loop=not headless)
+    else:
+        from .runtime.imx500 import IMX500Backend
+
+        backend = IMX500Backend(rpk_path)
+        run_info = {"backend": "imx500", "rpk": str(rpk_path), "settle_frames": backend.settle_frames}
+    from .runtime.session import Session
+
+    with Session(backend, boxes=prompt_boxes, follow=follow) as session:
+        if headless:
+            run_headless(session, out_dir, frames, {**run_info, "follow": follow}, echo=click.echo)
+        else:
+            run_interactive(session, warning=warning, frames=frames)
+    if warning:
+        click.echo(warning, err=True)
+
+
+def _emulator_backend(source: str, checkpoint: Optional[Path], engine: str, loop: bool):
+    from .checkpoint import resolve_checkpoint
+    from .runtime.emulator import EmulatorBackend, cache_dir, load_engine, open_source
+
+    frames = open_source(source, loop=loop)
+    ckpt = resolve_checkpoint(checkpoint, cache_dir() / "checkpoint" / "picosam3-init.weights.h5")
+    untrained = ckpt.provenance.kind == "initialised"
+    if untrained:
+        click.echo(UNTRAINED_WARNING, err=True)
+    backend = EmulatorBackend(frames, load_engine(ckpt, engine, log=lambda line: click.echo(line, err=True)))
+    run_info = {"backend": "emulator", "source": source, "engine": engine, "checkpoint": str(ckpt.weights_path),
+                "checkpoint_sha256": ckpt.weights_sha256, "provenance": ckpt.provenance.kind, "untrained": untrained}
+    return backend, run_info, UNTRAINED_WARNING if untrained else None
+
+
 @main.command()
 @click.option("--packer-out", type=click.Path(path_type=Path), default=Path("build/packerOut.zip"), show_default=True)
 @click.option("--out", "output_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True)

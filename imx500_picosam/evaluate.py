@@ -274,6 +274,24 @@ def plot_results(report: Dict[str, object], png_path: Path) -> None:
     plt.close(fig)
 
 
+_QUANTIZED_CACHE: Dict[int, object] = {}
+
+
+def _quantized_method(name: str, model, tflite_dir: Optional[Path]):
+    """MCT's quantized model (as `make rpk` builds it) or MCT's INT8 TFLite export of it."""
+    from .calibration import load_crops
+    from .quantize import export_int8_tflite, installed_version, quantize_model, tpc_version_for_converter
+
+    if id(model) not in _QUANTIZED_CACHE:  # quantize once when both are asked for
+        tpc = tpc_version_for_converter(installed_version("imx500-converter"))
+        _QUANTIZED_CACHE[id(model)] = quantize_model(model, load_crops("calibration").images, tpc_version=tpc)
+    quantized = _QUANTIZED_CACHE[id(model)]
+    if name == "quantized":
+        return KerasMethod("picosam-mct", quantized)
+    path = export_int8_tflite(quantized, Path(tflite_dir or "build") / "picosam_int8.tflite")
+    return TfliteMethod("picosam-tflite-int8", path)
+
+
 def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher_spec: Optional[str],
                   tflite_dir: Optional[Path] = None) -> List:
     """``float``, ``quantized``, ``tflite`` (PicoSAM from the checkpoint), ``box``, ``grabcut``, ``teacher``."""
@@ -289,19 +307,8 @@ def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher
     for name in names:
         if name == "float":
             methods.append(KerasMethod("picosam-float", model))
-        elif name == "quantized":
-            from .calibration import load_crops
-            from .quantize import installed_version, quantize_model, tpc_version_for_converter
-
-            tpc = tpc_version_for_converter(installed_version("imx500-converter"))
-            methods.append(KerasMethod("picosam-mct", quantize_model(model, load_crops("calibration").images, tpc_version=tpc)))
-        elif name == "tflite":
-            from .calibration import load_crops
-            from .quantize import export_int8_tflite
-
-            path = Path(tflite_dir or "build") / "picosam_int8.tflite"
-            export_int8_tflite(model, load_crops("calibration").images, path)
-            methods.append(TfliteMethod("picosam-tflite-int8", path))
+        elif name in ("quantized", "tflite"):
+            methods.append(_quantized_method(name, model, tflite_dir))
         elif name == "box":
             methods.append(BoxMethod())
         elif name == "grabcut":

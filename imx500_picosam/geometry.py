@@ -62,6 +62,23 @@ def parse_box(text: str) -> Tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def check_box(box_xywh: Sequence[float], frame_width: int, frame_height: int) -> Tuple[float, float, float, float]:
+    """The box as floats if it is a usable prompt for a ``frame_width`` x ``frame_height``
+    frame: finite, of positive area and overlapping the frame; else a one-line error."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise PicosamError(f"box {tuple(box_xywh)}: coordinates must be finite numbers")
+    if w <= 0 or h <= 0:
+        raise PicosamError(f"box {tuple(box_xywh)}: width and height must be positive")
+    if frame_width <= 0 or frame_height <= 0:
+        raise PicosamError(f"frame {frame_width}x{frame_height}: size must be positive")
+    if x >= frame_width or y >= frame_height or x + w <= 0 or y + h <= 0:
+        raise PicosamError(
+            f"box {tuple(box_xywh)} lies outside the {frame_width}x{frame_height} frame"
+        )
+    return x, y, w, h
+
+
 def roi_from_box(
     box_xywh: Sequence[float],
     frame_width: int,
@@ -74,18 +91,7 @@ def roi_from_box(
     ``min_size`` (pixels) widens a degenerate ROI symmetrically, still inside the frame;
     with the default of 1 the authors' rule is unchanged for every box of positive area.
     """
-    x, y, w, h = (float(v) for v in box_xywh)
-    if not all(math.isfinite(v) for v in (x, y, w, h)):
-        raise PicosamError(f"box {tuple(box_xywh)}: coordinates must be finite numbers")
-    if w <= 0 or h <= 0:
-        raise PicosamError(f"box {tuple(box_xywh)}: width and height must be positive")
-    if frame_width <= 0 or frame_height <= 0:
-        raise PicosamError(f"frame {frame_width}x{frame_height}: size must be positive")
-    if x >= frame_width or y >= frame_height or x + w <= 0 or y + h <= 0:
-        raise PicosamError(
-            f"box {tuple(box_xywh)} lies outside the {frame_width}x{frame_height} frame"
-        )
-
+    x, y, w, h = check_box(box_xywh, frame_width, frame_height)
     pad_w, pad_h = w * padding, h * padding
     x, y, w, h = x - pad_w, y - pad_h, w + 2 * pad_w, h + 2 * pad_h
     side = max(w, h)

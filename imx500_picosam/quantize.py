@@ -6,7 +6,10 @@ converter understands; see :data:`TPC_FOR_CONVERTER` and docs/toolchain.md.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Callable, Iterator, List, Optional
 import numpy as np
 
 from .atomic import atomic_path
+from .errors import PicosamError
 
 # imx500-converter minor version -> edge-mdt-tpc TPC version we quantize with.
 # edge-mdt-tpc 1.3.0's own compatibility table tests converters 3.14-3.17 and lists
@@ -95,6 +99,58 @@ def export_quantized(quantized_model, model_path: Path) -> None:
         mct.exporter.keras_export_model(model=quantized_model, save_model_path=str(tmp))
 
 
+def export_int8_tflite(quantized_model, tflite_path: Path) -> Path:
+    """MCT's INT8 TFLite export of an MCT-quantized model, atomically.
+
+    Weights and activations become int8 tensors with MCT's own thresholds, so a plain
+    ``tf.lite.Interpreter`` runs the quantized network as integers on any CPU (the
+    emulator's default engine, see docs/runtime.md for its agreement with MCT's model).
+    The converter's MLIR statistics, which it prints straight to file descriptor 2, are
+    kept out of the terminal and shown only if the export fails.
+    """
+    import model_compression_toolkit as mct
+    from model_compression_toolkit.exporter import KerasExportSerializationFormat, QuantizationFormat
+
+    tflite_path = Path(tflite_path)
+    with atomic_path(tflite_path, suffix=".tflite") as tmp, _stderr_kept_aside() as log:
+        try:
+            with warnings.catch_warnings():
+                # TF's converter notes that the float input has no quantization statistics:
+                # by design, the exported model takes the same float input as MCT's.
+                warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+                mct.exporter.keras_export_model(
+                    model=quantized_model,
+                    save_model_path=str(tmp),
+                    serialization_format=KerasExportSerializationFormat.TFLITE,
+                    quantization_format=QuantizationFormat.INT8,
+                )
+        except Exception as err:  # the converter raises assorted types; the message matters
+            lines = str(err).strip().splitlines() or log.read_text(errors="replace").strip().splitlines()
+            reason = lines[0] if lines else err.__class__.__name__
+            raise PicosamError(f"{tflite_path}: INT8 TFLite export failed: {reason}") from None
+    return tflite_path
+
+
+@contextlib.contextmanager
+def _stderr_kept_aside() -> Iterator[Path]:
+    """Point file descriptor 2 at a temporary file for the duration (C++ code writes there)."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.NamedTemporaryFile(prefix="picosam-tflite-", suffix=".log", delete=False) as handle:
+        log = Path(handle.name)
+        os.dup2(handle.fileno(), 2)
+    try:
+        yield log
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        log.unlink(missing_ok=True)
+
+
 def quantize_and_export(
     float_model,
     calibration_images: np.ndarray,
@@ -121,23 +177,3 @@ def quantize_and_export(
     )
     return quantized, result
 
-
-def export_int8_tflite(float_model, calibration_images: np.ndarray, tflite_path: Path) -> Path:
-    """Full-integer (INT8 weights and activations) TFLite export with TensorFlow's own
-    converter, calibrated on the same crops as MCT. Input and output stay float32, so it
-    is a drop-in for the Keras model on a CPU; it is an independent INT8 reference, not
-    the IMX500's arithmetic (that is MCT's model)."""
-    import tensorflow as tf
-
-    def representative():
-        for image in calibration_images:
-            yield [image[None].astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(float_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    payload = converter.convert()
-    with atomic_path(Path(tflite_path), suffix=".tflite") as tmp:
-        Path(tmp).write_bytes(payload)
-    return Path(tflite_path)

@@ -1,0 +1,28 @@
+"""Camera runtime: box prompt -> sensor ROI -> PicoSAM3 -> mask in the frame.
+
+One :class:`Session` drives either backend: :class:`IMX500Backend` (the Raspberry Pi AI
+Camera through picamera2, imported only when that backend is created) or
+:class:`EmulatorBackend` (image, video or webcam frames and the quantized model on a CPU).
+See docs/runtime.md.
+
+    from imx500_picosam.runtime import EmulatorBackend, Session, load_engine, open_source
+    from imx500_picosam.checkpoint import read_checkpoint
+
+    backend = EmulatorBackend(open_source("photo.jpg"), load_engine(read_checkpoint("my.weights.h5")))
+    with Session(backend, boxes=[(140, 40, 170, 170)]) as session:
+        step = session.step()
+        print(step.result.to_json())
+"""
+
+from .coords import IMX500_SENSOR_SIZE, StreamGeometry, sensor_rect_to_main, sensor_roi_for_box
+from .decode import MaskDecoder, OverlayStyle, draw_mask, draw_roi, logits_from_outputs
+from .emulator import EmulatorBackend, KerasEngine, TfliteEngine, load_engine, open_source
+from .imx500 import IMX500Backend
+from .session import Capture, Prompt, SegmentationResult, Session, Step
+
+__all__ = [
+    "IMX500_SENSOR_SIZE", "StreamGeometry", "sensor_rect_to_main", "sensor_roi_for_box",
+    "MaskDecoder", "OverlayStyle", "draw_mask", "draw_roi", "logits_from_outputs",
+    "EmulatorBackend", "KerasEngine", "TfliteEngine", "load_engine", "open_source",
+    "IMX500Backend", "Capture", "Prompt", "SegmentationResult", "Session", "Step",
+]

@@ -1,0 +1,155 @@
+"""The Raspberry Pi AI Camera backend: PicoSAM3 runs on the IMX500, the Pi sets ROIs and decodes.
+
+Written against picamera2's documented API (``picamera2.devices.IMX500``, ``Picamera2``):
+
+* ``IMX500(network_file)`` hands the RPK to the sensor driver; the firmware is uploaded when
+  the camera starts, with ``show_network_fw_progress_bar()`` showing the upload;
+* ``set_inference_roi_abs((x, y, w, h))`` sets the ROI in full-sensor pixels, also while
+  streaming; the sensor stretches it to the 96x96 input tensor;
+* each ``CompletedRequest`` carries the main-stream image and metadata: ``CnnOutputTensor``
+  (flat float32), ``CnnOutputTensorInfo`` (the ctypes struct with the tensor dimensions),
+  ``CnnKpiInfo`` and ``ScalerCrop``; ``get_outputs`` and ``get_kpi_info`` read them.
+
+picamera2 exists only on Raspberry Pi OS (``pip install .[pi]`` next to the apt-installed
+libcamera); it is imported when the backend is created, never when the package is imported.
+Tests inject a faithful fake of this boundary (tests/fakes/picamera2_fake.py).
+
+An ROI change reaches the output tensor a few frames later; until then the sensor still
+answers for the previous ROI, so after every change the backend drops ``settle_frames``
+results (the frames themselves are still shown).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Optional, Tuple
+
+from ..errors import PicosamError
+from ..geometry import MODEL_INPUT_SIZE, Roi
+from .coords import IMX500_SENSOR_SIZE, StreamGeometry
+from .decode import logits_from_outputs
+from .session import Capture
+
+DEFAULT_MAIN_SIZE = (1280, 960)  # 4:3 like the sensor, so the whole sensor is visible
+DEFAULT_SETTLE_FRAMES = 2
+DEFAULT_FRAME_RATE = 30.0
+BUFFER_COUNT = 12  # picamera2's IMX500 examples use 12 so tensors are not dropped
+
+
+def import_picamera2():
+    """picamera2's two classes, or a one-line error saying where they come from."""
+    try:
+        from picamera2 import Picamera2
+        from picamera2.devices import IMX500
+    except ImportError as err:
+        raise PicosamError(
+            f"picamera2 is not available ({err}): the camera backend runs on Raspberry Pi OS "
+            "(sudo apt install imx500-all python3-picamera2; pip install '.[pi]' in a venv made with "
+            "--system-site-packages); elsewhere use --emulate"
+        ) from None
+    return SimpleNamespace(Picamera2=Picamera2, IMX500=IMX500)
+
+
+def check_picosam_rpk(rpk_path: Path) -> dict:
+    """The RPK's summary if its network takes PicoSAM's 96x96 RGB input; else a one-line error."""
+    from firmware_packaging.rpk import read_rpk, summarize
+
+    summary = summarize(read_rpk(rpk_path))
+    tensor = summary["input_tensor"]
+    size = (tensor.get("width"), tensor.get("height"))
+    if size != (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE):
+        raise PicosamError(
+            f"{rpk_path}: its network takes a {size[0]}x{size[1]} input, not PicoSAM's "
+            f"{MODEL_INPUT_SIZE}x{MODEL_INPUT_SIZE}: build a PicoSAM network.rpk with `make rpk`"
+        )
+    return summary
+
+
+class IMX500Backend:
+    """PicoSAM firmware on the IMX500 through picamera2."""
+
+    name = "imx500"
+    is_still = False
+
+    def __init__(
+        self,
+        rpk_path: Path,
+        main_size: Tuple[int, int] = DEFAULT_MAIN_SIZE,
+        settle_frames: int = DEFAULT_SETTLE_FRAMES,
+        frame_rate: Optional[float] = None,
+        picamera2=None,
+    ):
+        self.rpk_path = Path(rpk_path)
+        self.main_size = tuple(main_size)
+        self.settle_frames = settle_frames
+        self.frame_rate = frame_rate
+        self.rpk_summary = check_picosam_rpk(self.rpk_path)
+        self._api = picamera2 if picamera2 is not None else import_picamera2()
+        self._imx500 = None
+        self._camera = None
+        self._raw_size: Optional[Tuple[int, int]] = None
+        self._requested: Optional[Roi] = None  # the ROI last sent to the sensor
+        self._settling = 0
+        self._index = 0
+
+    def start(self) -> StreamGeometry:
+        try:
+            self._imx500 = self._api.IMX500(str(self.rpk_path.resolve()))
+        except RuntimeError as err:
+            raise PicosamError(f"{self.rpk_path}: the IMX500 refused it: {err}") from None
+        intrinsics = self._imx500.network_intrinsics
+        rate = self.frame_rate or (intrinsics.inference_rate if intrinsics is not None else None) or DEFAULT_FRAME_RATE
+        self._camera = self._api.Picamera2(self._imx500.camera_num)
+        config = self._camera.create_preview_configuration(
+            main={"size": self.main_size, "format": "RGB888"},  # RGB888 is B, G, R in memory: OpenCV's order
+            controls={"FrameRate": rate},
+            buffer_count=BUFFER_COUNT,
+        )
+        self._imx500.show_network_fw_progress_bar()
+        self._camera.start(config, show_preview=False)
+        configured = self._camera.camera_configuration()
+        self.main_size = tuple(configured["main"]["size"])
+        self._raw_size = tuple(configured["raw"]["size"])
+        return self._geometry(self._camera.capture_metadata())
+
+    def _geometry(self, metadata: dict) -> StreamGeometry:
+        return StreamGeometry(IMX500_SENSOR_SIZE, tuple(metadata["ScalerCrop"]), self._raw_size, self.main_size)
+
+    def set_roi(self, roi: Roi) -> None:
+        if roi == self._requested:
+            return
+        self._imx500.set_inference_roi_abs(roi.as_xywh())
+        self._requested = roi
+        self._settling = self.settle_frames
+
+    def capture(self) -> Optional[Capture]:
+        request = self._camera.capture_request()
+        started = time.perf_counter()
+        try:
+            image = request.make_array("main")
+            metadata = request.get_metadata()
+        finally:
+            request.release()
+        if self._settling > 0:
+            self._settling -= 1
+            logits = None
+        else:
+            logits = logits_from_outputs(self._imx500.get_outputs(metadata), str(self.rpk_path))
+        kpi = self._imx500.get_kpi_info(metadata)
+        capture = Capture(
+            index=self._index, image=image, geometry=self._geometry(metadata),
+            roi=self._requested if logits is not None else None, logits=logits,
+            dnn_runtime_ms=None if kpi is None else float(kpi[0]),
+            dsp_runtime_ms=None if kpi is None else float(kpi[1]),
+            host_ms=(time.perf_counter() - started) * 1000.0,
+        )
+        self._index += 1
+        return capture
+
+    def close(self) -> None:
+        if self._camera is not None:
+            self._camera.stop()
+            self._camera.close()
+            self._camera = None

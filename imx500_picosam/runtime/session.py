@@ -1,0 +1,228 @@
+"""One session interface over two backends: prompts in, masks in the frame out.
+
+A :class:`Session` owns the prompts (boxes in main-stream pixels, each with an id), turns
+the current prompt into a sensor ROI with the shared ROI rule, asks its backend for the
+next frame, and decodes the backend's 96x96 logits into a mask in frame coordinates.
+Several prompts are served in turn, one per result, each result tagged with its prompt id
+and frame number; with ``follow`` a prompt's box moves to its last mask's bounding box.
+
+Backends (:class:`~imx500_picosam.runtime.imx500.IMX500Backend` on the camera,
+:class:`~imx500_picosam.runtime.emulator.EmulatorBackend` on a CPU) only deliver frames
+(:class:`Capture`) for the ROI they were given; everything else happens here, identically.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import PicosamError
+from ..geometry import Roi
+from .coords import StreamGeometry, full_view_box, sensor_rect_to_main, sensor_roi_for_box
+from .decode import MaskDecoder, mask_area, mask_bounding_box, paste_into
+
+Box = Tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: int
+    box: Box  # COCO x, y, w, h in main-stream pixels
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One frame from a backend and, when available, the network's answer for an ROI."""
+
+    index: int  # frame number, counted by the backend from 0
+    image: np.ndarray  # main stream, BGR uint8, owned by the receiver (may be drawn on)
+    geometry: StreamGeometry  # where this frame's pixels come from on the sensor
+    roi: Optional[Roi]  # the sensor ROI the logits were computed on
+    logits: Optional[np.ndarray]  # (96, 96) float32, row = y; None when the frame has none
+    dnn_runtime_ms: Optional[float]  # the network's own runtime (sensor KPI or CPU inference)
+    dsp_runtime_ms: Optional[float]  # the sensor's DSP runtime (IMX500 only)
+    host_ms: float  # host time the backend spent on this frame after it arrived
+
+
+class Backend(Protocol):
+    name: str
+    is_still: bool  # True when every frame is the same picture (an image file)
+
+    def start(self) -> StreamGeometry: ...
+
+    def set_roi(self, roi: Roi) -> None: ...
+
+    def capture(self) -> Optional[Capture]: ...  # None when the source has ended
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """What one frame produced for one prompt. ``mask`` is None while the backend has no
+    answer for this prompt's ROI yet (the sensor needs a few frames after an ROI change)."""
+
+    frame: int
+    prompt: Prompt
+    roi_sensor: Roi
+    roi_frame: Roi  # the ROI on the main stream (picamera2 ``get_roi_scaled`` semantics)
+    mask: Optional[np.ndarray]  # uint8 0/1 of roi_frame's size
+    mask_area: Optional[int]  # pixels of the frame in the mask
+    host_latency_ms: float  # host work for this frame: backend + decode
+    dnn_runtime_ms: Optional[float]
+    dsp_runtime_ms: Optional[float] = None
+    frame_size: Tuple[int, int] = (0, 0)  # (width, height) of the main stream
+
+    def full_mask(self, out: Optional[np.ndarray] = None, value: int = 255) -> np.ndarray:
+        """The mask as a frame-sized uint8 image (0 / ``value``); ``out`` is reused if given."""
+        if out is None:
+            out = np.zeros((self.frame_size[1], self.frame_size[0]), dtype=np.uint8)
+        if self.mask is None:
+            out.fill(0)
+            return out
+        return paste_into(out, self.mask, self.roi_frame, value)
+
+    def to_json(self) -> Dict[str, object]:
+        return {
+            "frame": self.frame,
+            "prompt_id": self.prompt.id,
+            "prompt": [round(v, 2) for v in self.prompt.box],
+            "roi_sensor": list(self.roi_sensor.as_xywh()),
+            "roi_frame": list(self.roi_frame.as_xywh()),
+            "mask_area": self.mask_area,
+            "host_latency_ms": round(self.host_latency_ms, 3),
+            "dnn_runtime_ms": None if self.dnn_runtime_ms is None else round(self.dnn_runtime_ms, 3),
+            "dsp_runtime_ms": None if self.dsp_runtime_ms is None else round(self.dsp_runtime_ms, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Step:
+    image: np.ndarray  # the frame (BGR), free to draw on
+    result: SegmentationResult
+
+
+@dataclass
+class _PromptState:
+    prompt: Prompt
+    latest: Optional[SegmentationResult] = None
+
+
+class Session:
+    """Prompts -> ROIs -> backend -> masks. Use as a context manager (starts and closes the backend)."""
+
+    def __init__(self, backend: Backend, boxes: Sequence[Box] = (), follow: bool = False):
+        self.backend = backend
+        self.follow = follow
+        self._initial_boxes = list(boxes)
+        self._geometry: Optional[StreamGeometry] = None
+        self._prompts: List[_PromptState] = []
+        self._turn = 0
+        self._next_id = 0
+        self._decoder = MaskDecoder()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> "Session":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._geometry = self.backend.start()
+        try:
+            if self._initial_boxes:
+                self.set_boxes(self._initial_boxes)
+            else:
+                self.reset()
+        except PicosamError:
+            self.backend.close()
+            raise
+
+    def close(self) -> None:
+        self.backend.close()
+
+    @property
+    def geometry(self) -> StreamGeometry:
+        if self._geometry is None:
+            raise PicosamError("the session has not been started")
+        return self._geometry
+
+    # -- prompts ---------------------------------------------------------------------
+    @property
+    def prompts(self) -> List[Prompt]:
+        return [state.prompt for state in self._prompts]
+
+    def latest_results(self) -> List[SegmentationResult]:
+        """The newest result with a mask for every prompt that has one."""
+        return [state.latest for state in self._prompts if state.latest is not None]
+
+    def set_boxes(self, boxes: Sequence[Box]) -> List[Prompt]:
+        """Replace all prompts; every box is checked first (nothing changes on an error)."""
+        if not boxes:
+            raise PicosamError("at least one prompt box is needed")
+        for box in boxes:
+            self._roi_for(box)
+        self._prompts, self._turn, self._next_id = [], 0, 0
+        return [self.add_box(box) for box in boxes]
+
+    def add_box(self, box: Box) -> Prompt:
+        self._roi_for(box)
+        prompt = Prompt(self._next_id, tuple(float(v) for v in box))  # type: ignore[arg-type]
+        self._next_id += 1
+        self._prompts.append(_PromptState(prompt))
+        return prompt
+
+    def reset(self) -> List[Prompt]:
+        """One prompt covering the whole frame (the demo's ``r``)."""
+        return self.set_boxes([full_view_box(self.geometry)])
+
+    def _roi_for(self, box: Box) -> Roi:
+        geometry = self.geometry
+        return sensor_roi_for_box(box, geometry, geometry.min_roi_side())
+
+    # -- frames ----------------------------------------------------------------------
+    def step(self) -> Optional[Step]:
+        """Segment the next frame for the prompt whose turn it is; None when the source ended."""
+        state = self._prompts[self._turn]
+        roi = self._roi_for(state.prompt.box)
+        self.backend.set_roi(roi)
+        capture = self.backend.capture()
+        if capture is None:
+            return None
+        started = time.perf_counter()
+        self._geometry = capture.geometry
+        roi_frame = sensor_rect_to_main(roi, capture.geometry)
+        frame_size = capture.geometry.main_size
+        if capture.logits is None or capture.roi != roi:
+            result = SegmentationResult(
+                frame=capture.index, prompt=state.prompt, roi_sensor=roi, roi_frame=roi_frame, mask=None,
+                mask_area=None, host_latency_ms=capture.host_ms + _ms_since(started),
+                dnn_runtime_ms=capture.dnn_runtime_ms, dsp_runtime_ms=capture.dsp_runtime_ms, frame_size=frame_size,
+            )
+            return Step(capture.image, result)
+        mask = self._decoder.decode(capture.logits, roi_frame)
+        result = SegmentationResult(
+            frame=capture.index, prompt=state.prompt, roi_sensor=roi, roi_frame=roi_frame, mask=mask,
+            mask_area=mask_area(mask), host_latency_ms=capture.host_ms + _ms_since(started),
+            dnn_runtime_ms=capture.dnn_runtime_ms, dsp_runtime_ms=capture.dsp_runtime_ms, frame_size=frame_size,
+        )
+        state.latest = result
+        if self.follow:
+            self._follow(state, mask, roi_frame)
+        self._turn = (self._turn + 1) % len(self._prompts)
+        return Step(capture.image, result)
+
+    def _follow(self, state: _PromptState, mask: np.ndarray, roi_frame: Roi) -> None:
+        """Move the prompt to its mask's bounding box; an empty mask keeps the old box."""
+        box = mask_bounding_box(mask, roi_frame)
+        if box is not None:
+            state.prompt = Prompt(state.prompt.id, tuple(float(v) for v in box))  # type: ignore[arg-type]
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,291 @@
+"""A stand-in for picamera2 and the IMX500 at the hardware boundary, for tests.
+
+It produces what picamera2 documents and nothing more convenient:
+
+* ``CnnOutputTensor``: the network output as a flat sequence of float32 values, serialised
+  the way libcamera's IMX500 tensor parser emits it -- the first listed dimension varies
+  fastest -- so that picamera2's ``get_outputs`` (``reshape(dims, order='F')``) yields
+  ``[row, column, channel]``;
+* ``CnnOutputTensorInfo``: the bytes of libcamera's ``CnnOutputTensorInfoExported`` ctypes
+  struct (name[64], num_tensors, 16 x {tensor_data_num, num_dimensions, size[16] u16},
+  frameCount u8), dimensions listed (height, width, channels);
+* ``CnnKpiInfo``: (DNN runtime, DSP runtime) in microseconds;
+* ``ScalerCrop``: (x, y, width, height) of the sensor area the main stream shows.
+
+``FakeIMX500`` restates the documented behaviour of picamera2's ``IMX500`` helpers
+(``get_outputs``, ``get_kpi_info``, ``get_roi_scaled``, ``set_inference_roi_abs``) in its
+own way, so the project's code is checked against an independent reading. The simulated
+sensor crops the ROI from a scene, stretches it to 96x96, runs a network on it and applies
+an ROI change ``roi_latency`` frames after it was requested, as a real pipeline lags.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+NETWORK_NAME_LEN = 64
+MAX_NUM_TENSORS = 16
+MAX_NUM_DIMENSIONS = 16
+FULL_SENSOR = (4056, 3040)
+
+
+class OutputTensorInfo(ctypes.LittleEndianStructure):
+    _fields_ = [
+        ("tensor_data_num", ctypes.c_uint32),
+        ("num_dimensions", ctypes.c_uint32),
+        ("size", ctypes.c_uint16 * MAX_NUM_DIMENSIONS),
+    ]
+
+
+class CnnOutputTensorInfoExported(ctypes.LittleEndianStructure):
+    _fields_ = [
+        ("network_name", ctypes.c_char * NETWORK_NAME_LEN),
+        ("num_tensors", ctypes.c_uint32),
+        ("info", OutputTensorInfo * MAX_NUM_TENSORS),
+        ("frameCount", ctypes.c_uint8),
+    ]
+
+
+def tensor_info_bytes(name: str, dims: List[Tuple[int, ...]], frame_count: int = 0) -> bytes:
+    info = CnnOutputTensorInfoExported()
+    info.network_name = name.encode()
+    info.num_tensors = len(dims)
+    for slot, shape in zip(info.info, dims):
+        slot.tensor_data_num = int(np.prod(shape))
+        slot.num_dimensions = len(shape)
+        for axis, size in enumerate(shape):
+            slot.size[axis] = size
+    info.frameCount = frame_count % 256
+    return bytes(info)
+
+
+def serialise_like_the_sensor(tensor: np.ndarray) -> Tuple[float, ...]:
+    """(H, W, C) -> flat float32 values, first dimension fastest (libcamera's order)."""
+    return tuple(np.asarray(tensor, dtype=np.float32).flatten(order="F").tolist())
+
+
+def get_output_shapes(metadata) -> List[List[int]]:
+    """picamera2 ``IMX500.get_output_shapes``: the dimensions listed in the tensor info struct."""
+    raw = metadata.get("CnnOutputTensorInfo")
+    if not raw:
+        return []
+    raw = bytes(raw)
+    assert len(raw) == ctypes.sizeof(CnnOutputTensorInfoExported)
+    parsed = CnnOutputTensorInfoExported.from_buffer_copy(raw)
+    return [list(t.size)[: t.num_dimensions] for t in parsed.info[: parsed.num_tensors]]
+
+
+def get_outputs(metadata, add_batch=False) -> Optional[List[np.ndarray]]:
+    """picamera2 ``IMX500.get_outputs``: the flat floats cut per tensor, each reshaped in Fortran order."""
+    flat = metadata.get("CnnOutputTensor")
+    if not flat:
+        return None
+    values = np.fromiter(flat, dtype=np.float32)
+    outputs, offset = [], 0
+    for shape in get_output_shapes(metadata):
+        count = int(np.prod(shape))
+        tensor = values[offset : offset + count].reshape(shape, order="F")
+        outputs.append(tensor[None] if add_batch else tensor)
+        offset += count
+    return outputs
+
+
+def get_kpi_info(metadata) -> Optional[Tuple[float, float]]:
+    """picamera2 ``IMX500.get_kpi_info``: (DNN runtime, DSP runtime) in milliseconds."""
+    kpi = metadata.get("CnnKpiInfo")
+    return None if kpi is None else (kpi[0] / 1000, kpi[1] / 1000)
+
+
+class Rect:
+    """libcamera's Rectangle arithmetic, restated from its documentation."""
+
+    def __init__(self, x, y, width, height):
+        self.x, self.y, self.width, self.height = int(x), int(y), int(width), int(height)
+
+    def scaled_by(self, numerator, denominator) -> "Rect":
+        def ratio(value, num, den):  # C++ 64-bit integer division truncates towards zero
+            return int(value * num / den)
+
+        return Rect(ratio(self.x, numerator[0], denominator[0]), ratio(self.y, numerator[1], denominator[1]),
+                    ratio(self.width, numerator[0], denominator[0]), ratio(self.height, numerator[1], denominator[1]))
+
+    def bounded_to(self, other: "Rect") -> "Rect":
+        left, top = max(self.x, other.x), max(self.y, other.y)
+        right = min(self.x + self.width, other.x + other.width)
+        bottom = min(self.y + self.height, other.y + other.height)
+        return Rect(left, top, max(right - left, 0), max(bottom - top, 0))
+
+    def translated_by(self, dx, dy) -> "Rect":
+        return Rect(self.x + dx, self.y + dy, self.width, self.height)
+
+    def to_tuple(self):
+        return (self.x, self.y, self.width, self.height)
+
+
+def fake_roi_scaled(roi, scaler_crop, raw_size, main_size):
+    """picamera2 ``IMX500.get_roi_scaled``, step by step as documented there."""
+    full = Rect(0, 0, *FULL_SENSOR)
+    crop_in_raw = Rect(*scaler_crop).scaled_by(raw_size, FULL_SENSOR)
+    obj = full.bounded_to(Rect(*roi))
+    obj = obj.scaled_by(raw_size, FULL_SENSOR).bounded_to(crop_in_raw)
+    obj = obj.translated_by(-crop_in_raw.x, -crop_in_raw.y)
+    return obj.scaled_by(main_size, (crop_in_raw.width, crop_in_raw.height)).to_tuple()
+
+
+@dataclass
+class FakeSensor:
+    """The IMX500 with a scene in front of it.
+
+    ``scene`` (BGR) covers the whole pixel array at any resolution; ``network`` maps the
+    96x96 RGB uint8 input tensor to (96, 96) float32 logits.
+    """
+
+    scene: np.ndarray
+    network: Callable[[np.ndarray], np.ndarray]
+    scaler_crop: Tuple[int, int, int, int] = (0, 0, 4056, 3040)
+    raw_size: Tuple[int, int] = (2028, 1520)
+    roi_latency: int = 1
+    loading_frames: int = 0  # frames without an output tensor while the firmware starts
+    dnn_runtime_us: int = 8_700
+    dsp_runtime_us: int = 1_100
+    network_name: str = "picosam3"
+    frame: int = 0
+    active_roi: Tuple[int, int, int, int] = (0, 0, 4056, 3040)
+    pending: List[Tuple[int, Tuple[int, int, int, int]]] = field(default_factory=list)
+    inputs: List[np.ndarray] = field(default_factory=list)  # what the network saw, per frame
+    outputs: List[np.ndarray] = field(default_factory=list)
+    rois: List[Tuple[int, int, int, int]] = field(default_factory=list)
+
+    def request_roi(self, roi) -> None:
+        self.pending.append((self.frame + self.roi_latency, tuple(roi)))
+
+    def _scene_rect(self, rect):
+        sx = self.scene.shape[1] / FULL_SENSOR[0]
+        sy = self.scene.shape[0] / FULL_SENSOR[1]
+        x, y, w, h = rect
+        return self.scene[int(round(y * sy)) : int(round((y + h) * sy)), int(round(x * sx)) : int(round((x + w) * sx))]
+
+    def next_frame(self, main_size) -> Tuple[np.ndarray, dict]:
+        while self.pending and self.pending[0][0] <= self.frame:
+            self.active_roi = self.pending.pop(0)[1]
+        main = cv2.resize(self._scene_rect(self.scaler_crop), tuple(main_size), interpolation=cv2.INTER_AREA)
+        metadata = {"ScalerCrop": tuple(self.scaler_crop), "SensorTimestamp": self.frame * 33_333_000}
+        if self.frame >= self.loading_frames:
+            patch = self._scene_rect(self.active_roi)
+            tensor_input = cv2.cvtColor(cv2.resize(patch, (96, 96), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+            logits = np.asarray(self.network(tensor_input), dtype=np.float32).reshape(96, 96)
+            self.inputs.append(tensor_input)
+            self.outputs.append(logits)
+            self.rois.append(self.active_roi)
+            metadata["CnnOutputTensor"] = serialise_like_the_sensor(logits[:, :, None])
+            metadata["CnnOutputTensorInfo"] = tensor_info_bytes(self.network_name, [(96, 96, 1)], self.frame)
+            metadata["CnnKpiInfo"] = (self.dnn_runtime_us, self.dsp_runtime_us)
+        self.frame += 1
+        return main, metadata
+
+
+class FakeCompletedRequest:
+    def __init__(self, picam2, main: np.ndarray, metadata: dict):
+        self.picam2 = picam2
+        self._main, self._metadata = main, metadata
+        self.released = False
+
+    def make_array(self, name: str) -> np.ndarray:
+        assert name == "main" and not self.released
+        return self._main.copy()
+
+    def get_metadata(self) -> dict:
+        return dict(self._metadata)
+
+    def release(self) -> None:
+        self.released = True
+
+
+def make_picamera2(sensor: FakeSensor, camera_present: bool = True):
+    """An object with ``Picamera2`` and ``IMX500`` as picamera2 provides them."""
+    log = SimpleNamespace(progress_bar_shown=False, roi_calls=[], started=False, closed=False)
+
+    class FakeIMX500:
+        def __init__(self, network_file: str):
+            from firmware_packaging.rpk import read_rpk
+
+            if not camera_present:
+                raise RuntimeError("IMX500: Requested camera dev-node not found")
+            if not Path(network_file).is_file():
+                raise RuntimeError(f"Firmware file {network_file} does not exist.")
+            package = read_rpk(network_file)
+            self.config = {
+                "network_file": network_file,
+                "input_tensor_size": (int(package.network_info["inputTensorWidth"]),
+                                      int(package.network_info["inputTensorHeight"])),
+            }
+            self.network_intrinsics = (
+                SimpleNamespace(**package.intrinsics) if package.intrinsics else None
+            )
+            self.camera_num = 0
+            self.set_inference_roi_abs((0, 0) + FULL_SENSOR)
+
+        def show_network_fw_progress_bar(self):
+            log.progress_bar_shown = True
+
+        def get_input_size(self):
+            return self.config["input_tensor_size"]
+
+        def set_inference_roi_abs(self, roi):
+            bounded = Rect(*roi).bounded_to(Rect(0, 0, *FULL_SENSOR)).to_tuple()
+            self.config["roi"] = bounded
+            log.roi_calls.append(bounded)
+            sensor.request_roi(bounded)
+
+        def get_outputs(self, metadata, add_batch=False):
+            return get_outputs(metadata, add_batch)
+
+        @staticmethod
+        def get_kpi_info(metadata):
+            return get_kpi_info(metadata)
+
+        def get_roi_scaled(self, request, stream="main"):
+            config = request.picam2.camera_configuration()
+            return fake_roi_scaled(self.config["roi"], request.get_metadata()["ScalerCrop"],
+                                   config["raw"]["size"], config[stream]["size"])
+
+    class FakePicamera2:
+        def __init__(self, camera_num=0):
+            self._config = None
+
+        def create_preview_configuration(self, main=None, controls=None, buffer_count=4, **_):
+            main = dict(main or {})
+            return {"main": {"size": tuple(main.get("size", (640, 480))), "format": main.get("format", "XBGR8888")},
+                    "raw": {"size": tuple(sensor.raw_size)}, "controls": dict(controls or {}),
+                    "buffer_count": buffer_count}
+
+        def start(self, config=None, show_preview=False):
+            assert config["main"]["format"] == "RGB888", "the fake delivers B, G, R bytes as RGB888 does"
+            self._config = config
+            log.started = True
+            log.config = config
+
+        def camera_configuration(self):
+            return self._config
+
+        def capture_request(self):
+            main, metadata = sensor.next_frame(self._config["main"]["size"])
+            return FakeCompletedRequest(self, main, metadata)
+
+        def capture_metadata(self):
+            return sensor.next_frame(self._config["main"]["size"])[1]
+
+        def stop(self):
+            log.started = False
+
+        def close(self):
+            log.closed = True
+
+    return SimpleNamespace(Picamera2=FakePicamera2, IMX500=FakeIMX500, log=log)
