@@ -36,6 +36,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# LVIS's reader. Its metadata asks for opencv-python (the GUI build), which would
+	@# overwrite opencv-python-headless's cv2; it works with the headless one.
+	$(BIN)/python -m pip install --quiet --no-deps lvis==0.5.3
 	@touch $@
 
 torch-reference: $(TORCH_VENV)/.installed

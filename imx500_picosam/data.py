@@ -298,7 +298,9 @@ def iterate_crops(
     """
     from .geometry import MODEL_INPUT_SIZE
 
-    images = ImageCache()
+    # Training visits instances in random order: keep every photo of a small set decoded
+    # (COCO-sized sets simply cycle through the cache).
+    images = ImageCache(capacity=256)
     for position, index in enumerate(order):
         inst = instances.instances[index]
         rng = np.random.default_rng([seed, position])

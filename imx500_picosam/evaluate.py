@@ -274,18 +274,10 @@ def plot_results(report: Dict[str, object], png_path: Path) -> None:
     plt.close(fig)
 
 
-_QUANTIZED_CACHE: Dict[int, object] = {}
-
-
-def _quantized_method(name: str, model, tflite_dir: Optional[Path]):
+def _quantized_method(name: str, quantized, tflite_dir: Optional[Path]):
     """MCT's quantized model (as `make rpk` builds it) or MCT's INT8 TFLite export of it."""
-    from .calibration import load_crops
-    from .quantize import export_int8_tflite, installed_version, quantize_model, tpc_version_for_converter
+    from .quantize import export_int8_tflite
 
-    if id(model) not in _QUANTIZED_CACHE:  # quantize once when both are asked for
-        tpc = tpc_version_for_converter(installed_version("imx500-converter"))
-        _QUANTIZED_CACHE[id(model)] = quantize_model(model, load_crops("calibration").images, tpc_version=tpc)
-    quantized = _QUANTIZED_CACHE[id(model)]
     if name == "quantized":
         return KerasMethod("picosam-mct", quantized)
     path = export_int8_tflite(quantized, Path(tflite_dir or "build") / "picosam_int8.tflite")
@@ -298,7 +290,7 @@ def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher
     from .checkpoint import default_checkpoint, load_model, read_checkpoint
 
     methods: List = []
-    model = None
+    model = quantized = None
     if any(n in ("float", "quantized", "tflite") for n in names):
         ckpt = read_checkpoint(Path(checkpoint_path)) if checkpoint_path else default_checkpoint()
         if ckpt is None:
@@ -308,7 +300,13 @@ def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher
         if name == "float":
             methods.append(KerasMethod("picosam-float", model))
         elif name in ("quantized", "tflite"):
-            methods.append(_quantized_method(name, model, tflite_dir))
+            if quantized is None:  # quantize once when both are asked for
+                from .calibration import load_crops
+                from .quantize import installed_version, quantize_model, tpc_version_for_converter
+
+                tpc = tpc_version_for_converter(installed_version("imx500-converter"))
+                quantized = quantize_model(model, load_crops("calibration").images, tpc_version=tpc)
+            methods.append(_quantized_method(name, quantized, tflite_dir))
         elif name == "box":
             methods.append(BoxMethod())
         elif name == "grabcut":

@@ -59,11 +59,11 @@ def test_fits_in_chip(build):
     assert 0 < converter["memory_usage_mb"] <= converter["total_on_chip_mb"] <= 8.0
 
 
-def test_untrained_build_says_so_loudly(build):
+def test_default_build_uses_the_shipped_trained_checkpoint(build):
     _, report, completed, _ = build
-    assert report["checkpoint"]["provenance"]["kind"] == "initialised"
-    assert any("UNTRAINED" in warning for warning in report["warnings"])
-    assert "UNTRAINED" in completed.stderr
+    assert report["checkpoint"]["provenance"]["kind"] == "trained"
+    assert not any("UNTRAINED" in warning for warning in report["warnings"])
+    assert "UNTRAINED" not in completed.stderr
 
 
 def test_report_contents(build):
