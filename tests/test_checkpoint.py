@@ -75,7 +75,11 @@ def test_corrupt_sidecar(tmp_path, saved):
         read_checkpoint(copy)
 
 
-def test_resolve_defaults_to_initialisation_once(tmp_path):
+def test_resolve_defaults_to_initialisation_once(tmp_path, monkeypatch):
+    # As in a copy of the package without the shipped trained checkpoint.
+    import imx500_picosam.checkpoint as checkpoint_module
+
+    monkeypatch.setattr(checkpoint_module, "DEFAULT_CHECKPOINT", tmp_path / "absent.weights.h5")
     default = tmp_path / "init" / "picosam3-init.weights.h5"
     first = resolve_checkpoint(None, default)
     assert first.provenance.kind == "initialised"
