@@ -30,7 +30,6 @@ from .geometry import Roi, crop_mask_to_model_input, jitter_box, paste_logits, r
 
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2))
 DEFAULT_JITTERS = (0.0, 0.1, 0.3)
-BASELINES = ("box", "grabcut")
 
 
 @dataclass(frozen=True)
@@ -149,6 +148,10 @@ class GrabCutMethod:
         mask = np.zeros((height, width), np.uint8)
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         bgr = np.ascontiguousarray(image[..., ::-1])
+        # GrabCut initialises its colour models with k-means on OpenCV's global RNG: without a
+        # fixed seed per call its result depends on whatever ran before (seen: 36.2 vs 37.3 mIoU
+        # on the development set from the same prompts in another order).
+        cv2.setRNGSeed(0)
         try:
             cv2.grabCut(bgr, mask, (x0, y0, x1 - x0, y1 - y0), background, foreground, 5, cv2.GC_INIT_WITH_RECT)
         except cv2.error:  # a box covering the whole image leaves no background model
@@ -179,24 +182,22 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
     from .data import ImageCache
     from .geometry import crop_to_model_input
 
-    per_method: Dict[str, Dict[str, Dict[str, List]]] = {m.name: {} for m in methods}
+    keys = [f"{jitter:.2f}" for jitter in jitters]
+    per_method: Dict[str, Dict[str, Dict[str, List]]] = {
+        m.name: {key: {"crop": [], "full": [], "bucket": []} for key in keys} for m in methods
+    }
     seconds: Dict[str, float] = {m.name: 0.0 for m in methods}
     images = ImageCache(capacity=4)
-    by_id = {inst.annotation_id: inst for inst in instances.instances}
-    masks: Dict[int, np.ndarray] = {}
+    prompts_by_jitter = [make_prompts(instances, jitter, seed) for jitter in jitters]
     total = len(jitters) * len(instances.instances)
     bar = tqdm(total=total, desc="evaluate", unit="prompt", disable=not progress)
-    for jitter in jitters:
-        prompts = make_prompts(instances, jitter, seed)
-        key = f"{jitter:.2f}"
-        for method in methods:
-            per_method[method.name][key] = {"crop": [], "full": [], "bucket": []}
-        for prompt in prompts:
-            inst = by_id[prompt.annotation_id]
-            image = images.get(inst.image_path)
-            if prompt.annotation_id not in masks:
-                masks[prompt.annotation_id] = instances.decode_mask(inst)
-            truth = masks[prompt.annotation_id]
+    # Instance by instance, every jitter: each full-resolution mask is decoded once and
+    # dropped, so memory does not grow with the dataset (COCO val has 36k masks).
+    for index, inst in enumerate(instances.instances):
+        image = images.get(inst.image_path)
+        truth = instances.decode_mask(inst)
+        for key, prompts in zip(keys, prompts_by_jitter):
+            prompt = prompts[index]
             truth_crop = crop_mask_to_model_input(truth, prompt.roi)
             crop = crop_to_model_input(image, prompt.roi)
             for method in methods:

@@ -7,7 +7,7 @@ import pytest
 
 from imx500_picosam.data import load_instances
 from imx500_picosam.evaluate import (
-    BoxMethod, GrabCutMethod, KerasMethod, TeacherMethod, evaluate_methods, iou, make_prompts, plot_results, summarise,
+    BoxMethod, GrabCutMethod, TeacherMethod, evaluate_methods, iou, make_prompts, plot_results, summarise,
 )
 
 
