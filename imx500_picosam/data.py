@@ -19,7 +19,7 @@ import json
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -214,24 +214,31 @@ def load_instances(
     return InstanceSet(annotations_path, images_dir, fmt, instances, skipped, api)
 
 
-class ImageCache:
-    """Decoded RGB images, least recently used dropped first (instances come grouped by image)."""
+class LruCache:
+    """Values by key, loaded on first use; the least recently used is dropped beyond ``capacity``."""
+
+    def __init__(self, load: Callable[[Any], Any], capacity: int):
+        self.load, self.capacity = load, capacity
+        self._values: "OrderedDict[Any, Any]" = OrderedDict()
+
+    def get(self, key):
+        if key in self._values:
+            self._values.move_to_end(key)
+            return self._values[key]
+        value = self.load(key)
+        self._values[key] = value
+        if len(self._values) > self.capacity:
+            self._values.popitem(last=False)
+        return value
+
+
+class ImageCache(LruCache):
+    """Decoded RGB images by path."""
 
     def __init__(self, capacity: int = 64):
-        self.capacity = capacity
-        self._images: "OrderedDict[Path, np.ndarray]" = OrderedDict()
-
-    def get(self, path: Path) -> np.ndarray:
         from .calibration import load_image_rgb
 
-        if path in self._images:
-            self._images.move_to_end(path)
-            return self._images[path]
-        image = load_image_rgb(path)
-        self._images[path] = image
-        if len(self._images) > self.capacity:
-            self._images.popitem(last=False)
-        return image
+        super().__init__(load_image_rgb, capacity)
 
 
 @dataclass(frozen=True)

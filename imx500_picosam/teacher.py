@@ -232,8 +232,12 @@ class TeacherCache:
     FORMAT = "imx500-picosam-teacher-cache/1"
 
     def __init__(self, folder: Path):
+        from .data import LruCache
+
         self.folder = Path(folder)
-        self._loaded: Dict[int, Dict[int, CacheEntry]] = {}
+        # Training draws instances in random order: keep recently read images' entries, so an
+        # example does not re-read and re-verify its image's whole file.
+        self._loaded = LruCache(self._read_for_lookup, capacity=256)
 
     def path_for(self, image_id: int) -> Path:
         return self.folder / f"{int(image_id)}.npz"
@@ -286,14 +290,15 @@ class TeacherCache:
             return None
         return {int(i): CacheEntry(logits[k].astype(np.float32), float(scores[k])) for k, i in enumerate(ids)}
 
+    def _read_for_lookup(self, image_id: int) -> Dict[int, CacheEntry]:
+        entries = self.read_image(image_id)
+        if entries is None:
+            raise PicosamError(f"{self.path_for(image_id)}: teacher cache entry missing or corrupt (run `picosam teacher cache`)")
+        return entries
+
     def lookup(self, instance) -> CacheEntry:
-        if instance.image_id not in self._loaded:
-            entries = self.read_image(instance.image_id)
-            if entries is None:
-                raise PicosamError(f"{self.path_for(instance.image_id)}: teacher cache entry missing or corrupt (run `picosam teacher cache`)")
-            self._loaded = {instance.image_id: entries}  # instances arrive grouped by image
         try:
-            return self._loaded[instance.image_id][instance.annotation_id]
+            return self._loaded.get(instance.image_id)[instance.annotation_id]
         except KeyError:
             raise PicosamError(f"{self.path_for(instance.image_id)}: no teacher entry for annotation {instance.annotation_id}") from None
 
