@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
+import tensorflow as tf
 
 from .errors import PicosamError
 
@@ -75,14 +76,10 @@ class TrainResult:
 
 
 def sharpen(logits):
-    import tensorflow as tf
-
     return tf.sigmoid(SHARPNESS * logits)
 
 
 def _dice(p, q):
-    import tensorflow as tf
-
     intersection = tf.reduce_sum(p * q, axis=[1, 2, 3])
     union = tf.reduce_sum(p, axis=[1, 2, 3]) + tf.reduce_sum(q, axis=[1, 2, 3])
     return 1.0 - tf.reduce_mean((2.0 * intersection + 1e-6) / (union + 1e-6))
@@ -90,8 +87,6 @@ def _dice(p, q):
 
 def distillation_loss(student_logits, gt_mask, teacher_logits, teacher_score, mode: str, area_weight: float):
     """The loss above; returns (loss, alpha). Tensors are (B, 96, 96, 1) and (B,)."""
-    import tensorflow as tf
-
     pred = sharpen(student_logits)
     terms = {}
     if mode in ("hybrid", "teacher"):
@@ -155,8 +150,6 @@ def batches(stream: Iterator[Dict[str, Any]], batch_size: int) -> Iterator[Dict[
 
 
 def _strategy(name: str):
-    import tensorflow as tf
-
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -170,7 +163,6 @@ def _strategy(name: str):
 def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, init_checkpoint: Optional[Path] = None,
           name: str = "picosam", provenance_details: Optional[Dict[str, Any]] = None, progress: bool = True) -> TrainResult:
     """Train and write ``out_dir/NAME.weights.h5`` (+ sidecar, provenance ``trained``)."""
-    import tensorflow as tf
     from tqdm import tqdm
 
     from .atomic import write_json
@@ -285,13 +277,7 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
     return TrainResult(checkpoint.weights_path, config.steps, resumed_from, crops_per_second, final_loss, log_path, details)
 
 
-def _warmup_schedule_base():
-    import tensorflow as tf
-
-    return tf.keras.optimizers.schedules.LearningRateSchedule
-
-
-class _WarmUp(_warmup_schedule_base()):  # type: ignore[misc]
+class _WarmUp(tf.keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to ``peak`` over ``warmup`` steps, then constant (as the authors)."""
 
     def __init__(self, peak: float, warmup: int):
@@ -299,8 +285,6 @@ class _WarmUp(_warmup_schedule_base()):  # type: ignore[misc]
         self.peak, self.warmup = peak, max(1, int(warmup))
 
     def __call__(self, step):
-        import tensorflow as tf
-
         step = tf.cast(step, tf.float32)
         return self.peak * tf.minimum(1.0, (step + 1.0) / float(self.warmup))
 
