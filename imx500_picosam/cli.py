@@ -331,6 +331,8 @@ def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", "learning_rate", type=float, default=3e-4, show_default=True)
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option("--lr-decay", type=click.Choice(["none", "linear"]), default="none", show_default=True,
+              help="After warm-up: constant (the authors') or linear to 0 at --steps.")
 @click.option("--box-jitter", type=float, default=0.1, show_default=True)
 @click.option("--no-flip", is_flag=True)
 @click.option("--colour", type=float, default=0.2, show_default=True)
@@ -341,7 +343,7 @@ def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
 def train_command(annotations: Path, images_dir: Path, teacher_cache: Optional[Path], out_dir: Path, name: str,
                   architecture: str, mode: str, steps: int, batch_size: int, learning_rate: float, warmup_steps: int,
-                  box_jitter: float, no_flip: bool, colour: float, checkpoint_every: int, init_checkpoint: Optional[Path],
+                  lr_decay: str, box_jitter: float, no_flip: bool, colour: float, checkpoint_every: int, init_checkpoint: Optional[Path],
                   seed: int, distribute: str, max_images: Optional[int]) -> None:
     """Distil the teacher into PicoSAM (resumes from OUT/train_state)."""
     _quiet_tensorflow()
@@ -352,7 +354,7 @@ def train_command(annotations: Path, images_dir: Path, teacher_cache: Optional[P
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
     config = TrainConfig(architecture=architecture, mode=mode, steps=steps, batch_size=batch_size,
-                         learning_rate=learning_rate, warmup_steps=warmup_steps, box_jitter=box_jitter,
+                         learning_rate=learning_rate, warmup_steps=warmup_steps, lr_decay=lr_decay, box_jitter=box_jitter,
                          horizontal_flip=not no_flip, colour=colour, seed=seed, checkpoint_every=checkpoint_every,
                          distribute=distribute)
     cache = TeacherCache(teacher_cache) if teacher_cache is not None else None

@@ -33,6 +33,7 @@ import tensorflow as tf
 from .errors import PicosamError
 
 MODES = ("hybrid", "supervised", "teacher")
+LR_DECAYS = ("none", "linear")
 SHARPNESS = 5.0
 MIN_AREA_RATIO = 0.4
 
@@ -45,6 +46,7 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 3e-4
     warmup_steps: int = 1000
+    lr_decay: str = "none"  # none (the authors': constant after warm-up) | linear (to 0 at `steps`)
     weight_decay: float = 0.01
     area_weight: float = 0.4
     box_jitter: float = 0.1
@@ -59,6 +61,8 @@ class TrainConfig:
             raise PicosamError(f"training mode '{self.mode}' is not one of {MODES}")
         if self.steps < 1 or self.batch_size < 1:
             raise PicosamError("steps and batch size must be positive")
+        if self.lr_decay not in LR_DECAYS:
+            raise PicosamError(f"learning-rate decay '{self.lr_decay}' is not one of {LR_DECAYS}")
 
 
 @dataclass
@@ -190,12 +194,18 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
 
     tf.keras.utils.set_random_seed(config.seed)
     strategy = _strategy(config.distribute)
+    initialised_from = None
     with strategy.scope():
         if init_checkpoint is not None:
-            model = load_model(read_checkpoint(Path(init_checkpoint)))
+            start = read_checkpoint(Path(init_checkpoint))
+            model = load_model(start)
+            # The start's own provenance is kept whole, so a chain of runs stays traceable.
+            initialised_from = {"weights": start.weights_path.name, "sha256": start.weights_sha256,
+                                "provenance": {"kind": start.provenance.kind, "details": start.provenance.details}}
         else:
             model = build_model(config.architecture)
-        schedule = _WarmUp(config.learning_rate, config.warmup_steps)
+        schedule = LearningRateSchedule(config.learning_rate, config.warmup_steps,
+                                        config.steps if config.lr_decay == "linear" else None)
         optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     state = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
@@ -269,6 +279,8 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
         "final_loss": final_loss,
         "tensorflow": tf.__version__,
     }
+    if initialised_from is not None:
+        details["initialised_from"] = initialised_from
     if teacher_cache is not None:
         meta_path = teacher_cache.folder / "cache.json"
         details["teacher"] = json.loads(meta_path.read_text()).get("teacher") if meta_path.is_file() else None
@@ -277,16 +289,22 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
     return TrainResult(checkpoint.weights_path, config.steps, resumed_from, crops_per_second, final_loss, log_path, details)
 
 
-class _WarmUp(tf.keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then constant (as the authors)."""
+class LearningRateSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then constant (as the authors), or,
+    with ``decay_end``, falling linearly to 0 at that step (a fixed-length run ends annealed).
+    Resuming a decaying run with more steps stretches the remaining decay."""
 
-    def __init__(self, peak: float, warmup: int):
+    def __init__(self, peak: float, warmup: int, decay_end: Optional[int] = None):
         super().__init__()
-        self.peak, self.warmup = peak, max(1, int(warmup))
+        self.peak, self.warmup, self.decay_end = peak, max(1, int(warmup)), decay_end
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        return self.peak * tf.minimum(1.0, (step + 1.0) / float(self.warmup))
+        rate = self.peak * tf.minimum(1.0, (step + 1.0) / float(self.warmup))
+        if self.decay_end is not None:
+            span = float(max(1, self.decay_end - self.warmup))
+            rate *= tf.clip_by_value(1.0 - (step - float(self.warmup)) / span, 0.0, 1.0)
+        return rate
 
     def get_config(self):
-        return {"peak": self.peak, "warmup": self.warmup}
+        return {"peak": self.peak, "warmup": self.warmup, "decay_end": self.decay_end}

@@ -67,6 +67,28 @@ def test_train_writes_a_trained_checkpoint_and_resumes(cached, tmp_path):
     with pytest.raises(PicosamError, match="other settings \\(batch_size\\)"):
         train(instances, tmp_path, TrainConfig(steps=5, batch_size=2, warmup_steps=2), teacher_cache=cache, progress=False)
 
+    # A run started from that checkpoint carries the start's identity and whole provenance.
+    further = train(instances, tmp_path / "further", TrainConfig(steps=1, batch_size=4, warmup_steps=0),
+                    teacher_cache=cache, init_checkpoint=second.checkpoint_path, name="p3b", progress=False)
+    start = read_checkpoint(second.checkpoint_path)
+    chain = read_checkpoint(further.checkpoint_path).provenance.details["initialised_from"]
+    assert chain["sha256"] == start.weights_sha256 and chain["weights"] == "p3.weights.h5"
+    assert chain["provenance"]["details"]["config"]["steps"] == 4
+
+
+def test_learning_rate_warms_up_then_stays_or_decays_linearly():
+    from imx500_picosam.train import LearningRateSchedule
+
+    constant = LearningRateSchedule(1e-3, warmup=10)
+    decaying = LearningRateSchedule(1e-3, warmup=10, decay_end=110)
+    rate = lambda schedule, step: float(schedule(step))  # noqa: E731
+    assert rate(constant, 0) == pytest.approx(1e-4) and rate(decaying, 0) == pytest.approx(1e-4)
+    assert rate(constant, 9) == pytest.approx(1e-3) and rate(decaying, 10) == pytest.approx(1e-3)
+    assert rate(constant, 100) == pytest.approx(1e-3)
+    assert rate(decaying, 60) == pytest.approx(5e-4) and rate(decaying, 110) == 0.0 and rate(decaying, 500) == 0.0
+    with pytest.raises(PicosamError, match="decay 'cosine'"):
+        TrainConfig(lr_decay="cosine").check()
+
 
 def test_supervised_mode_needs_no_teacher_and_teacher_mode_needs_one(cached, tmp_path):
     instances, _ = cached
