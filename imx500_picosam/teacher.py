@@ -442,11 +442,11 @@ def propose_instances(image_paths: Sequence[Path], teacher: OnnxSamTeacher, out_
 
     from tqdm import tqdm
 
+    if workers > 1 and getattr(teacher, "folder", None) is None:
+        raise PicosamError("proposals with several workers need an ONNX teacher loaded from a folder")
     paths = [Path(p) for p in image_paths]
     bar = tqdm(total=len(paths), desc="proposals", unit="image", disable=not progress)
     if workers > 1:
-        if teacher.folder is None:
-            raise PicosamError("proposals with several workers need an ONNX teacher loaded from a folder")
         pool = multiprocessing.get_context("spawn").Pool(workers, _init_proposal_worker, (str(teacher.folder),))
         results = pool.imap(_propose_file_in_worker, [(path, settings) for path in paths])
     else:

@@ -201,7 +201,7 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
             model = load_model(start)
             # The start's own provenance is kept whole, so a chain of runs stays traceable.
             initialised_from = {"weights": start.weights_path.name, "sha256": start.weights_sha256,
-                                "provenance": {"kind": start.provenance.kind, "details": start.provenance.details}}
+                                "provenance": asdict(start.provenance)}
         else:
             model = build_model(config.architecture)
         schedule = LearningRateSchedule(config.learning_rate, config.warmup_steps,
