@@ -319,10 +319,34 @@ def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -
     click.echo(f"{out_dir}: {len(written)} photographs")
 
 
+@data.command("split")
+@click.option("--annotations", type=click.Path(path_type=Path), required=True,
+              help="COCO instances file, e.g. ../shared/data/coco2017-train-subset/annotations.json.")
+@click.option("--val-ids", type=click.Path(path_type=Path), default=None,
+              help="Validation image ids, one a line. Default: training_data/coco-subset-val-ids.txt.")
+@click.option("--exclude-ids", type=click.Path(path_type=Path), multiple=True,
+              help="Image ids to keep out of both sides (e.g. ../shared/data/coco2017-val-image-ids.txt). Repeatable.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/coco-subset"), show_default=True)
+def data_split(annotations: Path, val_ids: Optional[Path], exclude_ids, out_dir: Path) -> None:
+    """Write OUT/train.json and OUT/val.json: the fixed validation split, by image."""
+    from .splits import COCO_SUBSET_VAL_IDS, read_id_list, split_annotations
+
+    summary = split_annotations(annotations, read_id_list(val_ids or COCO_SUBSET_VAL_IDS), out_dir,
+                                [read_id_list(p) for p in exclude_ids])
+    click.echo(f"{summary.train_path}: {summary.train_instances} annotations on {summary.train_images} images")
+    click.echo(f"{summary.val_path}: {summary.val_instances} annotations on {summary.val_images} images"
+               f" ({summary.excluded_images} excluded images)")
+
+
 @main.command("train")
-@click.option("--annotations", type=click.Path(path_type=Path), required=True)
-@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--teacher-cache", type=click.Path(path_type=Path), default=None)
+@click.option("--annotations", type=click.Path(path_type=Path), required=True, multiple=True,
+              help="COCO/LVIS instances file. Repeat (with --images, --teacher-cache, --source-weight in the same order) "
+                   "for a mixture of sources.")
+@click.option("--images", "images_dirs", type=click.Path(path_type=Path), required=True, multiple=True)
+@click.option("--teacher-cache", "teacher_caches", type=click.Path(path_type=Path), multiple=True,
+              help="Teacher cache per source (hybrid and teacher modes).")
+@click.option("--source-weight", "source_weights", type=click.FloatRange(min=0, min_open=True), multiple=True,
+              help="Share of the examples drawn from each source (normalised; default: equal).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--name", default="picosam3", show_default=True, help="Checkpoint name: OUT/NAME.weights.h5.")
 @click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True)
@@ -336,29 +360,45 @@ def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -
 @click.option("--box-jitter", type=float, default=0.1, show_default=True)
 @click.option("--no-flip", is_flag=True)
 @click.option("--colour", type=float, default=0.2, show_default=True)
+@click.option("--copy-paste", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Probability of pasting another photo's object (exact mask) over the crop.")
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Save an exponential moving average of the weights with this decay (0: off).")
+@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--init", "init_checkpoint", type=click.Path(path_type=Path), default=None, help="Start from this checkpoint.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True)
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
-def train_command(annotations: Path, images_dir: Path, teacher_cache: Optional[Path], out_dir: Path, name: str,
+def train_command(annotations, images_dirs, teacher_caches, source_weights, out_dir: Path, name: str,
                   architecture: str, mode: str, steps: int, batch_size: int, learning_rate: float, warmup_steps: int,
-                  lr_decay: str, box_jitter: float, no_flip: bool, colour: float, checkpoint_every: int, init_checkpoint: Optional[Path],
+                  lr_decay: str, box_jitter: float, no_flip: bool, colour: float, copy_paste: float, ema: float,
+                  precision: str, checkpoint_every: int, init_checkpoint: Optional[Path],
                   seed: int, distribute: str, max_images: Optional[int]) -> None:
     """Distil the teacher into PicoSAM (resumes from OUT/train_state)."""
     _quiet_tensorflow()
     from .data import load_instances
     from .teacher import TeacherCache
-    from .train import TrainConfig, train
+    from .train import Source, TrainConfig, train
 
-    instances = load_instances(annotations, images_dir, max_images=max_images)
-    _echo_instances(instances)
+    count = len(annotations)
+    if len(images_dirs) != count:
+        raise PicosamError(f"--images given {len(images_dirs)} times for {count} --annotations files")
+    if teacher_caches and len(teacher_caches) != count:
+        raise PicosamError(f"--teacher-cache given {len(teacher_caches)} times for {count} --annotations files")
+    if source_weights and len(source_weights) != count:
+        raise PicosamError(f"--source-weight given {len(source_weights)} times for {count} --annotations files")
+    sources = []
+    for k in range(count):
+        instances = load_instances(annotations[k], images_dirs[k], max_images=max_images)
+        _echo_instances(instances)
+        cache = TeacherCache(teacher_caches[k]) if teacher_caches else None
+        sources.append(Source(instances, source_weights[k] if source_weights else 1.0, cache))
     config = TrainConfig(architecture=architecture, mode=mode, steps=steps, batch_size=batch_size,
                          learning_rate=learning_rate, warmup_steps=warmup_steps, lr_decay=lr_decay, box_jitter=box_jitter,
-                         horizontal_flip=not no_flip, colour=colour, seed=seed, checkpoint_every=checkpoint_every,
-                         distribute=distribute)
-    cache = TeacherCache(teacher_cache) if teacher_cache is not None else None
-    result = train(instances, out_dir, config, teacher_cache=cache, init_checkpoint=init_checkpoint, name=name)
+                         horizontal_flip=not no_flip, colour=colour, copy_paste=copy_paste, ema=ema, precision=precision,
+                         seed=seed, checkpoint_every=checkpoint_every, distribute=distribute)
+    result = train(sources, out_dir, config, init_checkpoint=init_checkpoint, name=name)
     resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
     click.echo(f"wrote {result.checkpoint_path} after {result.steps} steps{resumed}; "
                f"{result.crops_per_second:.1f} crops/s; final loss {result.final_loss:.4f}; log {result.log_path}")

@@ -270,9 +270,11 @@ class Augmentation:
     box_jitter: float = 0.1  # each box edge moves by up to this fraction of the box size
     horizontal_flip: bool = True
     colour: float = 0.2  # brightness / contrast / saturation spread
+    copy_paste: float = 0.0  # probability of pasting another image's object over the crop
 
 
-NO_AUGMENTATION = Augmentation(box_jitter=0.0, horizontal_flip=False, colour=0.0)
+
+NO_AUGMENTATION = Augmentation(box_jitter=0.0, horizontal_flip=False, colour=0.0, copy_paste=0.0)
 
 
 def augment_colour(crop: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -289,25 +291,53 @@ def augment_colour(crop: np.ndarray, strength: float, rng: np.random.Generator) 
     return np.clip(pixels * brightness, 0, 255).astype(np.uint8)
 
 
+def paste_object(crop: Crop, donor: Crop, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copy-paste augmentation (Ghiasi et al., 2021): another image's object, cut out along
+    its exact human mask, scaled to 25-75 % of the crop and pasted at a random place.
+
+    The pasted object lies *on top*: it occludes the prompted object, so the target mask
+    loses those pixels. This teaches the two things a box prompt gets wrong most often:
+    a distractor inside the box is not the object, and an occluded object has a hole.
+    Returns (image, mask, pasted) at 96x96; ``pasted`` says where the donor landed.
+    """
+    import cv2
+
+    size = crop.image.shape[0]
+    side = int(round(size * rng.uniform(0.25, 0.75)))
+    x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
+    patch = cv2.resize(donor.image, (side, side), interpolation=cv2.INTER_AREA)
+    patch_mask = cv2.resize(donor.mask.astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST) > 0
+    pasted = np.zeros((size, size), dtype=bool)
+    pasted[y0 : y0 + side, x0 : x0 + side] = patch_mask
+    image = crop.image.copy()
+    image[y0 : y0 + side, x0 : x0 + side][patch_mask] = patch[patch_mask]
+    return image, crop.mask & ~pasted, pasted
+
+
 def iterate_crops(
     instances: InstanceSet,
     order: Sequence[int],
     augmentation: Augmentation = NO_AUGMENTATION,
     seed: int = 0,
     teacher_cache=None,
+    images: Optional["ImageCache"] = None,
 ) -> Iterator[Dict[str, Any]]:
     """Yield training examples for ``instances.instances[i] for i in order``.
 
     Each example holds the uint8 crop, the ground-truth crop, and, where ``teacher_cache`` is
     given, the teacher's 96x96 logits and score for the same ROI. The teacher saw the
     un-jittered ROI, so with box jitter the teacher target is resampled into the jittered
-    ROI's frame (both are rectangles of the same image).
+    ROI's frame (both are rectangles of the same image). With copy-paste the teacher never
+    saw the pasted object: its logits are set to background there.
+
+    ``images`` is the decoded-photo cache; a training run passes one that holds every photo
+    of a subset-sized set, so each JPEG is decoded once per run (not once per example).
     """
     from .geometry import MODEL_INPUT_SIZE
 
-    # Training visits instances in random order: keep every photo of a small set decoded
-    # (COCO-sized sets simply cycle through the cache).
-    images = ImageCache(capacity=256)
+    if images is None:
+        images = ImageCache(capacity=256)
+    count = len(instances.instances)
     for position, index in enumerate(order):
         inst = instances.instances[index]
         rng = np.random.default_rng([seed, position])
@@ -320,6 +350,14 @@ def iterate_crops(
             teacher_roi = roi_from_box(inst.box_xywh, image.shape[1], image.shape[0])
             example["teacher_logits"] = resample_between_rois(entry.logits, teacher_roi, crop.roi, MODEL_INPUT_SIZE)
             example["teacher_score"] = entry.score
+        if augmentation.copy_paste > 0 and count > 1 and rng.random() < augmentation.copy_paste:
+            donor_inst = instances.instances[int(rng.integers(count))]
+            if donor_inst.image_id != inst.image_id:
+                donor_image = images.get(donor_inst.image_path)
+                donor = crop_instance(donor_image, instances.decode_mask(donor_inst), donor_inst.box_xywh)
+                example["image"], example["mask"], pasted = paste_object(crop, donor, rng)
+                if "teacher_logits" in example:
+                    example["teacher_logits"] = np.where(pasted, np.float32(-20.0), example["teacher_logits"])
         if augmentation.horizontal_flip and rng.random() < 0.5:
             for key in ("image", "mask", "teacher_logits"):
                 if key in example:

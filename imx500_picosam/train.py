@@ -34,6 +34,7 @@ from .errors import PicosamError
 
 MODES = ("hybrid", "supervised", "teacher")
 LR_DECAYS = ("none", "linear")
+PRECISIONS = ("float32", "mixed_bfloat16")
 SHARPNESS = 5.0
 MIN_AREA_RATIO = 0.4
 
@@ -52,6 +53,9 @@ class TrainConfig:
     box_jitter: float = 0.1
     horizontal_flip: bool = True
     colour: float = 0.2
+    copy_paste: float = 0.0  # probability per example of pasting another photo's object over the crop
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); the EMA is what is saved
+    precision: str = "float32"  # float32 | mixed_bfloat16 (the CPU's AVX-512 BF16; weights stay float32)
     seed: int = 0
     checkpoint_every: int = 200
     distribute: str = "none"  # none | mirrored | multi-worker
@@ -63,6 +67,26 @@ class TrainConfig:
             raise PicosamError("steps and batch size must be positive")
         if self.lr_decay not in LR_DECAYS:
             raise PicosamError(f"learning-rate decay '{self.lr_decay}' is not one of {LR_DECAYS}")
+        if not 0.0 <= self.copy_paste <= 1.0:
+            raise PicosamError(f"copy-paste probability {self.copy_paste} is not in [0, 1]")
+        if not 0.0 <= self.ema < 1.0:
+            raise PicosamError(f"EMA decay {self.ema} is not in [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise PicosamError(f"precision '{self.precision}' is not one of {PRECISIONS}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One training source and its share of the examples.
+
+    ``weight`` is the probability (after normalising over the sources) that an example is
+    drawn from this source, whatever its size: a mixture of 2,700 human COCO masks and
+    1,700 teacher proposals on other photos is then a stated choice, not an accident of
+    the two files' lengths."""
+
+    instances: Any  # data.InstanceSet
+    weight: float = 1.0
+    teacher_cache: Any = None  # teacher.TeacherCache, needed unless the mode is supervised
 
 
 @dataclass
@@ -116,20 +140,48 @@ def distillation_loss(student_logits, gt_mask, teacher_logits, teacher_score, mo
 # ----------------------------------------------------------------------- data
 
 
-def example_stream(instances, config: TrainConfig, teacher_cache, start_position: int) -> Iterator[Dict[str, Any]]:
-    """Endless examples in a seeded order that depends only on (seed, epoch): resumable."""
-    from .data import Augmentation, iterate_crops
+def example_stream(sources, config: TrainConfig, start_position: int) -> Iterator[Dict[str, Any]]:
+    """Endless examples in a seeded order that depends only on (seed, position): resumable.
 
-    augmentation = Augmentation(config.box_jitter, config.horizontal_flip, config.colour)
-    count = len(instances.instances)
-    epoch, offset = divmod(start_position, count)
+    With one source, epochs are seeded permutations of its instances (each seen once per
+    epoch). With several, example ``p`` comes from source ``k`` drawn with the stated
+    weights by a generator seeded with (seed, p), and within a source the instances follow
+    that source's own seeded permutations indexed by ``p``: any position can be recomputed
+    without replaying the ones before it, so a resumed run sees what an uninterrupted one
+    would have seen.
+    """
+    from .data import Augmentation, ImageCache, iterate_crops
+
+    augmentation = Augmentation(config.box_jitter, config.horizontal_flip, config.colour, config.copy_paste)
+    # Every photo of a subset-sized set stays decoded for the whole run (a 640 px JPEG is
+    # about 0.9 MB decoded; 1,024 of them fit in 1 GB): each is decoded once per run.
+    images = ImageCache(capacity=1024)
+    caches = [source.teacher_cache if config.mode != "supervised" else None for source in sources]
+    if len(sources) == 1:
+        instances, count = sources[0].instances, len(sources[0].instances.instances)
+        epoch, offset = divmod(start_position, count)
+        while True:
+            order = np.random.default_rng([config.seed, epoch]).permutation(count)
+            yield from iterate_crops(instances, order[offset:], augmentation, seed=config.seed * 1_000_003 + epoch,
+                                     teacher_cache=caches[0], images=images)
+            epoch, offset = epoch + 1, 0
+    weights = np.asarray([source.weight for source in sources], dtype=np.float64)
+    weights = weights / weights.sum()
+    counts = [len(source.instances.instances) for source in sources]
+    orders: Dict[Any, np.ndarray] = {}
+    position = start_position
     while True:
-        order = np.random.default_rng([config.seed, epoch]).permutation(count)
-        yield from iterate_crops(
-            instances, order[offset:], augmentation, seed=config.seed * 1_000_003 + epoch,
-            teacher_cache=teacher_cache if config.mode != "supervised" else None,
-        )
-        epoch, offset = epoch + 1, 0
+        k = int(np.random.default_rng([config.seed, 7, position]).choice(len(sources), p=weights))
+        epoch, offset = divmod(position, counts[k])
+        if (k, epoch) not in orders:
+            orders = {key: v for key, v in orders.items() if key[0] != k}  # keep one epoch per source
+            orders[(k, epoch)] = np.random.default_rng([config.seed, k, epoch]).permutation(counts[k])
+        index = int(orders[(k, epoch)][offset])
+        example = next(iterate_crops(sources[k].instances, [index], augmentation,
+                                     seed=config.seed * 1_000_003 + position, teacher_cache=caches[k], images=images))
+        example["source"] = k
+        yield example
+        position += 1
 
 
 def batches(stream: Iterator[Dict[str, Any]], batch_size: int) -> Iterator[Dict[str, np.ndarray]]:
@@ -166,25 +218,37 @@ def _strategy(name: str):
 
 def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, init_checkpoint: Optional[Path] = None,
           name: str = "picosam", provenance_details: Optional[Dict[str, Any]] = None, progress: bool = True) -> TrainResult:
-    """Train and write ``out_dir/NAME.weights.h5`` (+ sidecar, provenance ``trained``)."""
-    from tqdm import tqdm
+    """Train and write ``out_dir/NAME.weights.h5`` (+ sidecar, provenance ``trained``).
 
+    ``instances`` is one :class:`~.data.InstanceSet` (with ``teacher_cache``) or a list of
+    :class:`Source` (each with its own weight and cache). The sidecar records, per source,
+    the annotation file's sha256 and the image ids used, so the run can be reproduced."""
     from .atomic import write_json
-    from .checkpoint import Provenance, load_model, read_checkpoint, save_checkpoint
-    from .model import build_model
 
     config.check()
-    if config.mode != "supervised" and teacher_cache is None:
-        raise PicosamError(f"training mode '{config.mode}' needs a teacher cache (--teacher-cache)")
+    sources = list(instances) if isinstance(instances, (list, tuple)) else [Source(instances, 1.0, teacher_cache)]
+    if not sources or any(source.weight <= 0 for source in sources):
+        raise PicosamError("every training source needs a positive weight")
+    if config.mode != "supervised" and any(source.teacher_cache is None for source in sources):
+        raise PicosamError(f"training mode '{config.mode}' needs a teacher cache (--teacher-cache) for every source")
     out_dir = Path(out_dir)
     state_dir = out_dir / "train_state"
     state_dir.mkdir(parents=True, exist_ok=True)
     config_path = state_dir / "config.json"
     # A run may be resumed with more steps or another checkpoint interval, nothing else.
     recorded = {"config": {k: v for k, v in asdict(config).items() if k not in ("steps", "checkpoint_every")},
-                "annotations": str(instances.annotations_path), "instances": len(instances.instances)}
+                "annotations": str(sources[0].instances.annotations_path), "instances": len(sources[0].instances.instances)}
+    if len(sources) > 1:
+        recorded["annotations"] = [str(source.instances.annotations_path) for source in sources]
+        recorded["instances"] = [len(source.instances.instances) for source in sources]
+        recorded["weights"] = [source.weight for source in sources]
     if config_path.is_file():
         previous = json.loads(config_path.read_text())
+        # Settings added after a run started count as unchanged while they keep their default.
+        defaults = asdict(TrainConfig())
+        for key, value in recorded["config"].items():
+            if key not in previous.get("config", {}) and value == defaults.get(key):
+                previous.setdefault("config", {})[key] = value
         if previous != recorded:
             changed = sorted(k for k in recorded["config"] if previous.get("config", {}).get(k) != recorded["config"][k])
             what = ", ".join(changed) or "the data"
@@ -194,6 +258,23 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
 
     tf.keras.utils.set_random_seed(config.seed)
     strategy = _strategy(config.distribute)
+    # Mixed bfloat16 computes in bf16 on AVX-512 BF16 while the weights (and so the saved
+    # checkpoint) stay float32; the global policy is restored when the run ends.
+    previous_policy = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        return _train(sources, out_dir, state_dir, config, strategy, init_checkpoint, name, provenance_details, progress)
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(sources, out_dir: Path, state_dir: Path, config: TrainConfig, strategy, init_checkpoint, name: str,
+           provenance_details, progress: bool) -> TrainResult:
+    from tqdm import tqdm
+
+    from .checkpoint import Provenance, load_model, read_checkpoint, save_checkpoint, sha256_of
+    from .model import build_model
+
     initialised_from = None
     with strategy.scope():
         if init_checkpoint is not None:
@@ -208,7 +289,11 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
                                         config.steps if config.lr_decay == "linear" else None)
         optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    state = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
+        # The weight average (Polyak / EMA): a shadow of every trainable weight.
+        ema_weights = [tf.Variable(v, trainable=False, name=f"ema_{i}") for i, v in enumerate(model.trainable_variables)] \
+            if config.ema > 0 else []
+    extra = {"ema_weights": ema_weights} if ema_weights else {}
+    state = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var, **extra)
     manager = tf.train.CheckpointManager(state, str(state_dir), max_to_keep=2)
     if manager.latest_checkpoint:
         state.restore(manager.latest_checkpoint).expect_partial()
@@ -218,12 +303,18 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
 
     def replica_step(batch):
         with tf.GradientTape() as tape:
-            logits = model(batch["image"], training=True)
+            logits = tf.cast(model(batch["image"], training=True), tf.float32)
             loss, alpha = distillation_loss(logits, batch["mask"], batch["teacher_logits"], batch["teacher_score"],
                                             config.mode, config.area_weight)
             scaled = loss / replicas
         gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        if ema_weights:
+            # The usual warm-up of the decay, so the average is not dominated by the start.
+            step = tf.cast(step_var, tf.float32)
+            decay = tf.minimum(config.ema, (1.0 + step) / (10.0 + step))
+            for shadow, weight in zip(ema_weights, model.trainable_variables):
+                shadow.assign(decay * shadow + (1.0 - decay) * weight)
         predicted = tf.cast(logits > 0, tf.float32)
         intersection = tf.reduce_sum(predicted * batch["mask"], axis=[1, 2, 3])
         union = tf.reduce_sum(tf.maximum(predicted, batch["mask"]), axis=[1, 2, 3])
@@ -236,7 +327,7 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
         mean = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)  # noqa: E731
         return mean(loss), mean(alpha), mean(iou)
 
-    stream = example_stream(instances, config, teacher_cache, resumed_from * config.batch_size)
+    stream = example_stream(sources, config, resumed_from * config.batch_size)
     signature = {
         "image": tf.TensorSpec((config.batch_size, 96, 96, 3), tf.float32),
         "mask": tf.TensorSpec((config.batch_size, 96, 96, 1), tf.float32),
@@ -270,19 +361,29 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
     trained_steps = config.steps - resumed_from
     crops_per_second = trained_steps * config.batch_size / seconds if trained_steps and seconds > 0 else 0.0
 
+    if ema_weights:
+        for shadow, weight in zip(ema_weights, model.trainable_variables):
+            weight.assign(shadow)
+    first = sources[0].instances
     details = {
         "config": asdict(config),
-        "annotations": str(instances.annotations_path),
-        "instances": len(instances.instances),
-        "images": len(instances.image_ids()),
+        "annotations": str(first.annotations_path),
+        "instances": sum(len(source.instances.instances) for source in sources),
+        "images": sum(len(source.instances.image_ids()) for source in sources),
+        "data": [{"annotations": str(source.instances.annotations_path),
+                  "annotations_sha256": sha256_of(Path(source.instances.annotations_path)),
+                  "weight": source.weight, "instances": len(source.instances.instances),
+                  "image_ids": source.instances.image_ids(), "skipped": dict(source.instances.skipped)}
+                 for source in sources],
         "loss": "alpha*(MSE+Dice vs teacher) + (1-alpha)*(BCE+Dice vs gt) + 0.4*area, sigmoid(5x), alpha = batch mean clamp(score)",
         "final_loss": final_loss,
         "tensorflow": tf.__version__,
     }
     if initialised_from is not None:
         details["initialised_from"] = initialised_from
-    if teacher_cache is not None:
-        meta_path = teacher_cache.folder / "cache.json"
+    caches = [source.teacher_cache for source in sources if source.teacher_cache is not None]
+    if caches and config.mode != "supervised":
+        meta_path = caches[0].folder / "cache.json"
         details["teacher"] = json.loads(meta_path.read_text()).get("teacher") if meta_path.is_file() else None
     details.update(provenance_details or {})
     checkpoint = save_checkpoint(model, out_dir / f"{name}.weights.h5", Provenance(kind="trained", details=details))

@@ -134,3 +134,14 @@ def panning_video(tmp_path_factory):
         writer.write(canvas[100:460, x : x + 480])
     writer.release()
     return path
+
+
+COCO_SUBSET = PROJECT_ROOT.parent / "shared" / "data" / "coco2017-train-subset"
+
+
+@pytest.fixture(scope="session")
+def coco_subset():
+    """The shared COCO train2017 subset (human polygons); read in place, never copied."""
+    if not (COCO_SUBSET / "annotations.json").is_file():
+        pytest.skip(f"shared COCO subset not found at {COCO_SUBSET}")
+    return COCO_SUBSET
