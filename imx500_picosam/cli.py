@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import click
 
@@ -441,32 +441,54 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
 @click.option("--jitter", "jitters", default="0,0.1,0.3", show_default=True, help="Box jitter fractions.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
-@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="results JSON (a PNG plot beside it).")
+@click.option("--compare", "compare", multiple=True, metavar="A,B",
+              help="Paired-bootstrap interval of mIoU(A) - mIoU(B), method names as in --methods, e.g. float,box; "
+                   "repeat, or separate pairs with ';'.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
+              help="results JSON (a PNG plot and the per-instance JSON lines, .jsonl, beside it).")
 def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[Path], methods: str, teacher_spec: str,
-                     jitters: str, seed: int, max_images: Optional[int], out_path: Path) -> None:
+                     jitters: str, seed: int, max_images: Optional[int], compare: Sequence[str], out_path: Path) -> None:
     """Evaluate on COCO/LVIS-format data: paper (crop) and full-image protocols."""
     _quiet_tensorflow()
     from .atomic import write_json
     from .data import load_instances
-    from .evaluate import build_methods, evaluate_methods, plot_results
+    from .evaluate import build_methods, evaluate_methods, format_figure, plot_results
 
     try:
         jitter_values = [float(j) for j in jitters.split(",") if j.strip()]
     except ValueError:
         raise PicosamError(f"--jitter '{jitters}': expected comma-separated fractions like 0,0.1,0.3") from None
+    pairs = []
+    for text in (part for value in compare for part in value.split(";") if part.strip()):
+        names = [name.strip() for name in text.split(",")]
+        if len(names) != 2 or not all(names):
+            raise PicosamError(f"--compare '{text}': expected two method names, e.g. float,box")
+        pairs.append((names[0], names[1]))
+    out_path = Path(out_path)
+    per_instance_path = out_path.with_suffix(".jsonl")
+    plot_path = out_path.with_suffix(".png")
+    if len({out_path, per_instance_path, plot_path}) < 3 or Path(annotations) in (out_path, per_instance_path, plot_path):
+        raise PicosamError(f"--out {out_path}: name the summary .json; the .png and .jsonl beside it must be other files "
+                           "than it and the annotations")
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
     built = build_methods([m.strip() for m in methods.split(",") if m.strip()], checkpoint, teacher_spec,
-                          tflite_dir=Path(out_path).parent)
-    report = evaluate_methods(instances, built, jitter_values, seed=seed)
+                          tflite_dir=out_path.parent)
+    report = evaluate_methods(instances, built, jitter_values, seed=seed, compare=pairs,
+                              per_instance_path=per_instance_path)
     write_json(out_path, report)
-    plot_path = Path(out_path).with_suffix(".png")
     plot_results(report, plot_path)
     for method, by_jitter in report["results"].items():
-        cells = "  ".join(f"jitter {float(j):.0%}: {100 * r['crop']['miou']:.1f} / {100 * r['full']['miou']:.1f}"
-                          for j, r in by_jitter.items())
-        click.echo(f"{method:22s} mIoU crop / full  {cells}")
-    click.echo(f"n = {report['instances']} instances; wrote {out_path} and {plot_path}")
+        for j, r in by_jitter.items():
+            click.echo(f"{method:20s} jitter {float(j):4.0%}  mIoU crop {format_figure(r['crop']['miou'], r['crop'])}"
+                       f"  full {format_figure(r['full']['miou'], r['full'])}")
+    for pair, by_jitter in report["comparisons"].items():
+        for j, r in by_jitter.items():
+            click.echo(f"{pair:20s} jitter {float(j):4.0%}  mIoU difference, points: crop {format_figure(r['diff'], r, True)}"
+                       f"  full {format_figure(r['full']['diff'], r['full'], True)}")
+    click.echo(f"n = {report['instances']} instances on {report['images']} images; intervals: 95 % bootstrap; "
+               f"wrote {out_path}, {plot_path} and {per_instance_path}")
+
 
 @main.command()
 @click.option("--host", "destination", required=True, metavar="USER@PI", help="SSH destination of the Raspberry Pi.")
