@@ -200,6 +200,14 @@ def _roi_iou(pred_in_roi: np.ndarray, truth_in_roi: np.ndarray, truth_area: int)
     return both / union if union else 1.0
 
 
+def _logit_scores(logits: np.ndarray, roi: Roi, truth_crop: np.ndarray, truth_in_roi: np.ndarray,
+                  truth_area: int) -> Tuple[float, float]:
+    """Crop and full-image IoU of 96x96 logits for ``roi`` (the prediction is ``logit > 0``)."""
+    from .geometry import logits_to_roi_mask
+
+    return iou(logits > 0, truth_crop), _roi_iou(logits_to_roi_mask(logits, roi), truth_in_roi, truth_area)
+
+
 @dataclass(frozen=True)
 class _Queued:
     """One (instance, jitter) waiting for a batched PicoSAM call: its crop and what scores it,
@@ -230,8 +238,10 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
     from tqdm import tqdm
 
     from .calibration import load_image_rgb
-    from .geometry import crop_to_model_input, logits_to_roi_mask
+    from .geometry import crop_to_model_input
 
+    if not methods or not jitters:
+        raise PicosamError("evaluation needs at least one method and one box jitter")
     pairs = [(a, b, _resolve_method(a, methods), _resolve_method(b, methods)) for a, b in compare]
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
@@ -254,9 +264,9 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
             logits = np.asarray(method.predict_crops(crops))
             for item, item_logits in zip(queue, logits):
                 record = scores[method.name]
-                record["crop"][item.position, item.jitter_index] = iou(item_logits > 0, item.truth_crop)
-                record["full"][item.position, item.jitter_index] = _roi_iou(
-                    logits_to_roi_mask(item_logits, item.roi), item.truth_in_roi, item.truth_area)
+                (record["crop"][item.position, item.jitter_index],
+                 record["full"][item.position, item.jitter_index]) = _logit_scores(
+                    item_logits, item.roi, item.truth_crop, item.truth_in_roi, item.truth_area)
             seconds[method.name] += time.perf_counter() - started
         queue.clear()
 
@@ -282,9 +292,8 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
                         crop_score = iou(crop_mask_to_model_input(full, roi), truth_crop)
                         full_score = iou(full, truth)
                     else:  # a teacher: consecutive prompts on one image reuse its embedding
-                        logits = method.predict_one(image, prompt)
-                        crop_score = iou(logits > 0, truth_crop)
-                        full_score = _roi_iou(logits_to_roi_mask(logits, roi), truth_in_roi, truth_area)
+                        crop_score, full_score = _logit_scores(method.predict_one(image, prompt), roi, truth_crop,
+                                                               truth_in_roi, truth_area)
                     seconds[method.name] += time.perf_counter() - started
                     scores[method.name]["crop"][position, j] = crop_score
                     scores[method.name]["full"][position, j] = full_score

