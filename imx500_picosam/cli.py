@@ -452,18 +452,14 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
     _quiet_tensorflow()
     from .atomic import write_json
     from .data import load_instances
-    from .evaluate import build_methods, evaluate_methods, format_figure, plot_results
+    from .evaluate import build_methods, evaluate_methods, format_figure, parse_compare, plot_results
 
     try:
         jitter_values = [float(j) for j in jitters.split(",") if j.strip()]
     except ValueError:
         raise PicosamError(f"--jitter '{jitters}': expected comma-separated fractions like 0,0.1,0.3") from None
-    pairs = []
-    for text in (part for value in compare for part in value.split(";") if part.strip()):
-        names = [name.strip() for name in text.split(",")]
-        if len(names) != 2 or not all(names):
-            raise PicosamError(f"--compare '{text}': expected two method names, e.g. float,box")
-        pairs.append((names[0], names[1]))
+    method_names = [m.strip() for m in methods.split(",") if m.strip()]
+    pairs = parse_compare(compare, method_names)  # before the model loads: a typo costs nothing
     out_path = Path(out_path)
     per_instance_path = out_path.with_suffix(".jsonl")
     plot_path = out_path.with_suffix(".png")
@@ -472,8 +468,7 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
                            "than it and the annotations")
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
-    built = build_methods([m.strip() for m in methods.split(",") if m.strip()], checkpoint, teacher_spec,
-                          tflite_dir=out_path.parent)
+    built = build_methods(method_names, checkpoint, teacher_spec, tflite_dir=out_path.parent)
     report = evaluate_methods(instances, built, jitter_values, seed=seed, compare=pairs,
                               per_instance_path=per_instance_path)
     write_json(out_path, report)

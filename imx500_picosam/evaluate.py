@@ -242,8 +242,8 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
 
     if not methods or not jitters:
         raise PicosamError("evaluation needs at least one method and one box jitter")
-    pairs = [(a, b, _resolve_method(a, methods), _resolve_method(b, methods)) for a, b in compare]
     names = [m.name for m in methods]
+    pairs = [(a, b, resolve_method_name(a, names), resolve_method_name(b, names)) for a, b in compare]
     if len(set(names)) != len(names):
         raise PicosamError(f"methods {names}: each method may be evaluated once")
     grouped = instances.by_image()
@@ -335,13 +335,26 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
     return report
 
 
-def _resolve_method(given: str, methods: Sequence) -> str:
-    """A method's stored name from its ``--methods`` name or its stored name."""
-    names = [m.name for m in methods]
+def resolve_method_name(given: str, names: Sequence[str]) -> str:
+    """The stored name, among ``names``, of a method given by its ``--methods`` name or its stored name."""
     for candidate in (given, METHOD_NAMES.get(given)):
         if candidate in names:
             return candidate
     raise PicosamError(f"--compare: '{given}' is not among the evaluated methods ({', '.join(names)})")
+
+
+def parse_compare(values: Sequence[str], method_names: Sequence[str]) -> List[Tuple[str, str]]:
+    """``--compare`` values (``A,B``, several separated by ``;``) as pairs, each name checked
+    against the ``--methods`` list so a typo stops the run before any model loads."""
+    pairs = []
+    for text in (part for value in values for part in value.split(";") if part.strip()):
+        names = [name.strip() for name in text.split(",")]
+        if len(names) != 2 or not all(names):
+            raise PicosamError(f"--compare '{text}': expected two method names, e.g. float,box")
+        for name in names:
+            resolve_method_name(name, [METHOD_NAMES.get(m, m) for m in method_names])
+        pairs.append((names[0], names[1]))
+    return pairs
 
 
 def _write_per_instance(path: Path, order, buckets, methods, jitters, scores) -> None:

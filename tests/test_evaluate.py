@@ -251,7 +251,6 @@ def test_a_shuffled_file_encodes_each_image_once_and_keeps_one_mask(dev_set, tmp
     original = type(instances).decode_mask
 
     def counting_decode(self, inst):
-        gc.collect()
         alive_at_decode.append(sum(ref() is not None for ref in decoded))
         mask = original(self, inst)
         decoded.append(weakref.ref(mask))
