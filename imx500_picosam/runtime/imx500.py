@@ -15,12 +15,16 @@ libcamera); it is imported when the backend is created, never when the package i
 Tests inject a faithful fake of this boundary (tests/fakes/picamera2_fake.py).
 
 An ROI change reaches the output tensor a few frames later; until then the sensor still
-answers for the previous ROI, so after every change the backend drops ``settle_frames``
-results (the frames themselves are still shown).
+answers for the previous ROI. With input-tensor persistency (the converter's default) each
+request also carries ``CnnInputTensor`` (enabled with the ``CnnEnableInputTensor`` control):
+the backend hands the picture ``input_tensor_image`` makes of it to the session, which finds
+the ROI the frame was really inferred on (runtime/attribution.py). Without it the backend
+falls back to dropping ``settle_frames`` results after every change, and says so once.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -72,6 +76,7 @@ class IMX500Backend:
 
     name = "imx500"
     is_still = False
+    roi_rule = "settle-frames"  # used only when the frames carry no input tensor
 
     def __init__(
         self,
@@ -80,6 +85,7 @@ class IMX500Backend:
         settle_frames: int = DEFAULT_SETTLE_FRAMES,
         frame_rate: Optional[float] = None,
         picamera2=None,
+        log=None,
     ):
         self.rpk_path = Path(rpk_path)
         self.main_size = tuple(main_size)
@@ -93,6 +99,8 @@ class IMX500Backend:
         self._requested: Optional[Roi] = None  # the ROI last sent to the sensor
         self._settling = 0
         self._index = 0
+        self._log = log if log is not None else (lambda line: print(line, file=sys.stderr))
+        self._fallback_said = False
 
     def start(self) -> StreamGeometry:
         try:
@@ -104,7 +112,7 @@ class IMX500Backend:
         self._camera = self._api.Picamera2(self._imx500.camera_num)
         config = self._camera.create_preview_configuration(
             main={"size": self.main_size, "format": "RGB888"},  # RGB888 is B, G, R in memory: OpenCV's order
-            controls={"FrameRate": rate},
+            controls={"FrameRate": rate, "CnnEnableInputTensor": True},  # the input tensor attributes frames
             buffer_count=BUFFER_COUNT,
         )
         self._imx500.show_network_fw_progress_bar()
@@ -132,15 +140,25 @@ class IMX500Backend:
             metadata = request.get_metadata()
         finally:
             request.release()
+        settled = self._settling == 0
         if self._settling > 0:
             self._settling -= 1
+        outputs = self._imx500.get_outputs(metadata)
+        logits = logits_from_outputs(outputs, str(self.rpk_path))
+        input_image = None
+        if logits is not None and metadata.get("CnnInputTensor"):
+            input_image = self._imx500.input_tensor_image(metadata["CnnInputTensor"])
+        elif logits is not None and not self._fallback_said:
+            self._fallback_said = True
+            self._log(f"note: {self.rpk_path.name} sends no input tensor (converted without input persistency?): "
+                      f"results are attributed by waiting settle_frames={self.settle_frames} after each ROI change")
+        if input_image is None and not settled:
             logits = None
-        else:
-            logits = logits_from_outputs(self._imx500.get_outputs(metadata), str(self.rpk_path))
         kpi = self._imx500.get_kpi_info(metadata)
         capture = Capture(
             index=self._index, image=image, geometry=self._geometry(metadata),
-            roi=self._requested if logits is not None else None, logits=logits,
+            roi=self._requested if logits is not None and input_image is None else None, logits=logits,
+            input_image=input_image,
             dnn_runtime_ms=None if kpi is None else float(kpi[0]),
             dsp_runtime_ms=None if kpi is None else float(kpi[1]),
             host_ms=(time.perf_counter() - started) * 1000.0,

@@ -10,13 +10,22 @@ It produces what picamera2 documents and nothing more convenient:
   struct (name[64], num_tensors, 16 x {tensor_data_num, num_dimensions, size[16] u16},
   frameCount u8), dimensions listed (height, width, channels);
 * ``CnnKpiInfo``: (DNN runtime, DSP runtime) in microseconds;
-* ``ScalerCrop``: (x, y, width, height) of the sensor area the main stream shows.
+* ``ScalerCrop``: (x, y, width, height) of the sensor area the main stream shows;
+* ``CnnInputTensor`` (with input persistency, once ``CnnEnableInputTensor`` is set): the
+  bytes the network saw, planar in the RPK's ``inputTensorFormat`` order, quantized as its
+  ``inputTensorNorm`` registers say (signed int8 for the converter's default), 3*H*W bytes
+  with no padding; ``FakeIMX500.input_tensor_image`` turns it back into an HxWx3 image in
+  picamera2's channel order (B, G, R for an RGB network).
 
 ``FakeIMX500`` restates the documented behaviour of picamera2's ``IMX500`` helpers
 (``get_outputs``, ``get_kpi_info``, ``get_roi_scaled``, ``set_inference_roi_abs``) in its
 own way, so the project's code is checked against an independent reading. The simulated
 sensor crops the ROI from a scene, stretches it to 96x96, runs a network on it and applies
-an ROI change ``roi_latency`` frames after it was requested, as a real pipeline lags.
+an ROI change ``roi_latency`` frames after it was requested, as a real pipeline lags: a
+fixed number, or ``(low, high)`` drawn per request from a seeded generator (an ROI is never
+applied before one requested earlier). ``stall_after`` makes the stream stop delivering
+(``capture_request`` raises libcamera's dequeue timeout, as rpicam-apps#927 reports) for
+``stall_frames`` attempts, to test the watchdog.
 """
 
 from __future__ import annotations
@@ -151,7 +160,9 @@ class FakeSensor:
     network: Callable[[np.ndarray], np.ndarray]
     scaler_crop: Tuple[int, int, int, int] = (0, 0, 4056, 3040)
     raw_size: Tuple[int, int] = (2028, 1520)
-    roi_latency: int = 1
+    roi_latency: object = 1  # frames, or (low, high) inclusive, drawn per ROI request
+    seed: int = 0
+    input_persistency: bool = True
     loading_frames: int = 0  # frames without an output tensor while the firmware starts
     dnn_runtime_us: int = 8_700
     dsp_runtime_us: int = 1_100
@@ -162,9 +173,30 @@ class FakeSensor:
     inputs: List[np.ndarray] = field(default_factory=list)  # what the network saw, per frame
     outputs: List[np.ndarray] = field(default_factory=list)
     rois: List[Tuple[int, int, int, int]] = field(default_factory=list)
+    latencies: List[int] = field(default_factory=list)  # the true latency of each ROI request
+    input_tensor_enabled: bool = False  # the CnnEnableInputTensor control
+    input_format: str = "RGB"
+    input_signed: bool = True
+
+    def __post_init__(self):
+        self._rng = np.random.default_rng(self.seed)
 
     def request_roi(self, roi) -> None:
-        self.pending.append((self.frame + self.roi_latency, tuple(roi)))
+        if isinstance(self.roi_latency, tuple):
+            latency = int(self._rng.integers(self.roi_latency[0], self.roi_latency[1] + 1))
+        else:
+            latency = int(self.roi_latency)
+        apply_at = max([self.frame + latency] + [frame for frame, _ in self.pending])
+        self.latencies.append(apply_at - self.frame)
+        self.pending.append((apply_at, tuple(roi)))
+
+    def input_tensor_bytes(self, tensor_rgb: np.ndarray) -> bytes:
+        """What libcamera puts in ``CnnInputTensor``: planes in the network's order, quantized."""
+        order = (0, 1, 2) if self.input_format == "RGB" else (2, 1, 0)
+        planes = np.transpose(tensor_rgb, (2, 0, 1))[list(order)].astype(np.int32)
+        if self.input_signed:
+            planes = (planes - 128) & 0xFF  # int8 two's complement in a byte
+        return planes.astype(np.uint8).tobytes()
 
     def _scene_rect(self, rect):
         sx = self.scene.shape[1] / FULL_SENSOR[0]
@@ -175,7 +207,11 @@ class FakeSensor:
     def next_frame(self, main_size) -> Tuple[np.ndarray, dict]:
         while self.pending and self.pending[0][0] <= self.frame:
             self.active_roi = self.pending.pop(0)[1]
-        main = cv2.resize(self._scene_rect(self.scaler_crop), tuple(main_size), interpolation=cv2.INTER_AREA)
+        key = (tuple(self.scaler_crop), tuple(main_size))
+        if getattr(self, "_main_key", None) != key:  # the scene is still: resize it once
+            self._main_key = key
+            self._main = cv2.resize(self._scene_rect(self.scaler_crop), tuple(main_size), interpolation=cv2.INTER_AREA)
+        main = self._main
         metadata = {"ScalerCrop": tuple(self.scaler_crop), "SensorTimestamp": self.frame * 33_333_000}
         if self.frame >= self.loading_frames:
             patch = self._scene_rect(self.active_roi)
@@ -187,6 +223,8 @@ class FakeSensor:
             metadata["CnnOutputTensor"] = serialise_like_the_sensor(logits[:, :, None])
             metadata["CnnOutputTensorInfo"] = tensor_info_bytes(self.network_name, [(96, 96, 1)], self.frame)
             metadata["CnnKpiInfo"] = (self.dnn_runtime_us, self.dsp_runtime_us)
+            if self.input_persistency and self.input_tensor_enabled:
+                metadata["CnnInputTensor"] = self.input_tensor_bytes(tensor_input)
         self.frame += 1
         return main, metadata
 
@@ -220,12 +258,21 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True):
                 raise RuntimeError("IMX500: Requested camera dev-node not found")
             if not Path(network_file).is_file():
                 raise RuntimeError(f"Firmware file {network_file} does not exist.")
+            from firmware_packaging.rpk import summarize
+
             package = read_rpk(network_file)
+            facts = summarize(package)["input_tensor"]
             self.config = {
                 "network_file": network_file,
                 "input_tensor_size": (int(package.network_info["inputTensorWidth"]),
                                       int(package.network_info["inputTensorHeight"])),
+                "input_tensor": {"width": facts["width"], "height": facts["height"],
+                                 "input_format": facts["format"], "dtype": facts["dtype"],
+                                 "norm_val": facts["norm_val"], "norm_shift": [4, 4, 4],
+                                 "div_val": facts["div_val"], "div_shift": 6},
             }
+            sensor.input_format = facts["format"]
+            sensor.input_signed = facts["dtype"] == "signed"
             self.network_intrinsics = (
                 SimpleNamespace(**package.intrinsics) if package.intrinsics else None
             )
@@ -246,6 +293,20 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True):
 
         def get_outputs(self, metadata, add_batch=False):
             return get_outputs(metadata, add_batch)
+
+        def input_tensor_image(self, input_tensor):
+            """picamera2: planes -> HxWx3; an RGB network's planes come out as B, G, R; each
+            byte goes through the normalisation registers' arithmetic."""
+            cfg = self.config["input_tensor"]
+            planes = np.frombuffer(bytes(input_tensor), dtype=np.uint8).astype(np.int64)
+            planes = planes.reshape(3, cfg["height"], cfg["width"])
+            if cfg["input_format"] != "BGR":
+                planes = planes[::-1]
+            out = np.empty_like(planes)
+            for c in range(3):
+                shifted = (planes[c] << cfg["norm_shift"][c]) - cfg["norm_val"][c]
+                out[c] = ((shifted << cfg["div_shift"]) // cfg["div_val"][c]) & 0xFF
+            return np.ascontiguousarray(np.moveaxis(out, 0, -1)).astype(np.uint8)
 
         @staticmethod
         def get_kpi_info(metadata):
@@ -269,6 +330,7 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True):
         def start(self, config=None, show_preview=False):
             assert config["main"]["format"] == "RGB888", "the fake delivers B, G, R bytes as RGB888 does"
             self._config = config
+            sensor.input_tensor_enabled = bool(config["controls"].get("CnnEnableInputTensor"))
             log.started = True
             log.config = config
 
