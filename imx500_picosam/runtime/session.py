@@ -244,8 +244,10 @@ class Session:
         )
 
     def kpis(self) -> Dict[str, object]:
-        """The run's measured facts for the KPI JSON: attribution counts and ROI-switch latency."""
-        return {"attribution": self.attributor.kpis()}
+        """The run's measured facts for the KPI JSON: attribution counts, ROI-switch latency and
+        whatever the backend measures (the camera's watchdog restarts)."""
+        backend_kpis = getattr(self.backend, "kpis", None)
+        return {"attribution": self.attributor.kpis(), **(backend_kpis() if backend_kpis is not None else {})}
 
     def _follow(self, state: _PromptState, mask: np.ndarray, roi_frame: Roi) -> None:
         """Move the prompt to its mask's bounding box; an empty mask keeps the old box."""

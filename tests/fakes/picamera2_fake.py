@@ -23,13 +23,16 @@ own way, so the project's code is checked against an independent reading. The si
 sensor crops the ROI from a scene, stretches it to 96x96, runs a network on it and applies
 an ROI change ``roi_latency`` frames after it was requested, as a real pipeline lags: a
 fixed number, or ``(low, high)`` drawn per request from a seeded generator (an ROI is never
-applied before one requested earlier). ``stall_after`` makes the stream stop delivering
-(``capture_request`` raises libcamera's dequeue timeout, as rpicam-apps#927 reports) for
-``stall_frames`` attempts, to test the watchdog.
+applied before one requested earlier). ``faults`` ({sensor frame: kind}) breaks the stream at
+that frame until the camera is restarted, for the watchdog: ``stall`` (no request arrives:
+``capture_request(wait=...)`` times out, as after rpicam-apps#927's "Dequeue timer ...
+expired"), ``error`` (picamera2 raises a RuntimeError), ``reload`` (the firmware reloads in
+a loop: frames keep coming, without output tensors, libcamera#355).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +178,9 @@ class FakeSensor:
     rois: List[Tuple[int, int, int, int]] = field(default_factory=list)
     latencies: List[int] = field(default_factory=list)  # the true latency of each ROI request
     input_tensor_enabled: bool = False  # the CnnEnableInputTensor control
+    faults: dict = field(default_factory=dict)  # {sensor frame: "stall" | "error" | "reload"}
+    fault: Optional[str] = None  # the fault in force until the next start
+    started_at: int = 0  # sensor frame of the last start (the firmware loads for loading_frames)
     input_format: str = "RGB"
     input_signed: bool = True
 
@@ -189,6 +195,15 @@ class FakeSensor:
         apply_at = max([self.frame + latency] + [frame for frame, _ in self.pending])
         self.latencies.append(apply_at - self.frame)
         self.pending.append((apply_at, tuple(roi)))
+
+    def check_fault(self) -> None:
+        kind = self.faults.pop(self.frame, None)
+        if kind is not None:
+            self.fault = kind
+        if self.fault == "stall":
+            raise concurrent.futures.TimeoutError()
+        if self.fault == "error":
+            raise RuntimeError("Dequeue timer of 1000000.00us has expired!")
 
     def input_tensor_bytes(self, tensor_rgb: np.ndarray) -> bytes:
         """What libcamera puts in ``CnnInputTensor``: planes in the network's order, quantized."""
@@ -213,13 +228,14 @@ class FakeSensor:
             self._main = cv2.resize(self._scene_rect(self.scaler_crop), tuple(main_size), interpolation=cv2.INTER_AREA)
         main = self._main
         metadata = {"ScalerCrop": tuple(self.scaler_crop), "SensorTimestamp": self.frame * 33_333_000}
-        if self.frame >= self.loading_frames:
+        running = self.frame - self.started_at >= self.loading_frames and self.fault != "reload"
+        self.rois.append(self.active_roi if running else None)  # per sensor frame: the ROI inferred on
+        if running:
             patch = self._scene_rect(self.active_roi)
             tensor_input = cv2.cvtColor(cv2.resize(patch, (96, 96), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
             logits = np.asarray(self.network(tensor_input), dtype=np.float32).reshape(96, 96)
             self.inputs.append(tensor_input)
             self.outputs.append(logits)
-            self.rois.append(self.active_roi)
             metadata["CnnOutputTensor"] = serialise_like_the_sensor(logits[:, :, None])
             metadata["CnnOutputTensorInfo"] = tensor_info_bytes(self.network_name, [(96, 96, 1)], self.frame)
             metadata["CnnKpiInfo"] = (self.dnn_runtime_us, self.dsp_runtime_us)
@@ -248,7 +264,8 @@ class FakeCompletedRequest:
 
 def make_picamera2(sensor: FakeSensor, camera_present: bool = True):
     """An object with ``Picamera2`` and ``IMX500`` as picamera2 provides them."""
-    log = SimpleNamespace(progress_bar_shown=False, roi_calls=[], started=False, closed=False)
+    log = SimpleNamespace(progress_bar_shown=False, roi_calls=[], started=False, closed=False, starts=0,
+                          networks_loaded=0, waits=[], request_frames=[])
 
     class FakeIMX500:
         def __init__(self, network_file: str):
@@ -258,6 +275,7 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True):
                 raise RuntimeError("IMX500: Requested camera dev-node not found")
             if not Path(network_file).is_file():
                 raise RuntimeError(f"Firmware file {network_file} does not exist.")
+            log.networks_loaded += 1
             from firmware_packaging.rpk import summarize
 
             package = read_rpk(network_file)
@@ -331,17 +349,23 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True):
             assert config["main"]["format"] == "RGB888", "the fake delivers B, G, R bytes as RGB888 does"
             self._config = config
             sensor.input_tensor_enabled = bool(config["controls"].get("CnnEnableInputTensor"))
+            sensor.fault, sensor.started_at = None, sensor.frame
+            log.starts += 1
             log.started = True
             log.config = config
 
         def camera_configuration(self):
             return self._config
 
-        def capture_request(self):
+        def capture_request(self, wait=None, signal_function=None, flush=None):
+            log.waits.append(wait)
+            sensor.check_fault()
+            log.request_frames.append(sensor.frame)  # capture_request number k -> sensor frame
             main, metadata = sensor.next_frame(self._config["main"]["size"])
             return FakeCompletedRequest(self, main, metadata)
 
-        def capture_metadata(self):
+        def capture_metadata(self, wait=None, signal_function=None):
+            sensor.check_fault()
             return sensor.next_frame(self._config["main"]["size"])[1]
 
         def stop(self):
