@@ -505,6 +505,21 @@ def flash(destination: str, port: int, identity: Optional[Path], known_hosts: Op
         click.echo(line)
 
 
+@main.command()
+@click.option("--profile", type=click.Choice(["auto", "pi", "build", "all"]), default="auto", show_default=True,
+              help="Which checks: the camera Pi's, the build machine's (auto: the Pi's on a Raspberry Pi).")
+@click.option("--injection", is_flag=True, help="Also require the dtoverlay that `evaluate --on-camera` needs.")
+def doctor(profile: str, injection: bool) -> None:
+    """Check this machine: one line per check, OK or FAIL with the fix; exit 1 if any fails."""
+    from .doctor import System, run_checks
+
+    checks = run_checks(System(), profile, injection)
+    for check in checks:
+        click.echo(check.line())
+    if any(check.ok is False for check in checks):
+        raise SystemExit(1)
+
+
 def _register_rpk_tools() -> None:
     from firmware_packaging.cli import rpk_group
 
