@@ -442,14 +442,20 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="results JSON (a PNG plot beside it).")
+@click.option("--on-camera", is_flag=True, help="Also score --rpk on the IMX500 by tensor injection (Raspberry Pi only; "
+                                                 "needs dtoverlay=imx500,cam0,bypass-cache).")
+@click.option("--rpk", "rpk_path", type=click.Path(path_type=Path), default=None, help="With --on-camera: the network.rpk.")
 def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[Path], methods: str, teacher_spec: str,
-                     jitters: str, seed: int, max_images: Optional[int], out_path: Path) -> None:
+                     jitters: str, seed: int, max_images: Optional[int], out_path: Path, on_camera: bool = False,
+                     rpk_path: Optional[Path] = None) -> None:
     """Evaluate on COCO/LVIS-format data: paper (crop) and full-image protocols."""
     _quiet_tensorflow()
     from .atomic import write_json
     from .data import load_instances
     from .evaluate import build_methods, evaluate_methods, plot_results
 
+    if on_camera != (rpk_path is not None):
+        raise PicosamError("--on-camera and --rpk network.rpk go together")
     try:
         jitter_values = [float(j) for j in jitters.split(",") if j.strip()]
     except ValueError:
@@ -458,6 +464,12 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
     _echo_instances(instances)
     built = build_methods([m.strip() for m in methods.split(",") if m.strip()], checkpoint, teacher_spec,
                           tflite_dir=Path(out_path).parent)
+    if on_camera:
+        from .runtime.injection import OnCameraMethod
+
+        on_chip = OnCameraMethod(rpk_path, log=lambda line: click.echo(line, err=True))
+        click.get_current_context().call_on_close(on_chip.close)
+        built.append(on_chip)
     report = evaluate_methods(instances, built, jitter_values, seed=seed)
     write_json(out_path, report)
     plot_path = Path(out_path).with_suffix(".png")
