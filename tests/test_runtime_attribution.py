@@ -24,11 +24,6 @@ BOXES = [(250, 150, 130, 110), (50, 300, 100, 100), (450, 50, 150, 75), (30, 30,
 MAIN = (640, 480)
 
 
-@pytest.fixture(scope="module")
-def scene():
-    return cv2.resize(cv2.imread(str(PHOTOS / "astronaut.png")), (2028, 1521), interpolation=cv2.INTER_CUBIC)
-
-
 def brightness_network(tensor):
     return tensor[..., 0].astype(np.float32) - 128
 

@@ -6,14 +6,13 @@ The real ROI, tensor and decode code runs; only what happens inside the camera i
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
 from picamera2_fake import FakeSensor, fake_roi_scaled, make_picamera2  # noqa: E402
 
-from conftest import PHOTOS, RPK_FIXTURES
+from conftest import RPK_FIXTURES
 from imx500_picosam.errors import PicosamError
 from imx500_picosam.geometry import Roi, paste_logits, roi_from_box
 from imx500_picosam.runtime import IMX500Backend, Session, TfliteEngine
@@ -21,12 +20,6 @@ from imx500_picosam.runtime.coords import box_to_sensor, StreamGeometry
 from test_runtime_decode import asymmetric_logits
 
 BOX = (500, 300, 260, 220)  # main-stream pixels of the 1280x960 stream
-
-
-@pytest.fixture(scope="module")
-def scene():
-    """The world in front of the camera: a real photograph filling the 4:3 sensor."""
-    return cv2.resize(cv2.imread(str(PHOTOS / "astronaut.png")), (2028, 1521), interpolation=cv2.INTER_CUBIC)
 
 
 def sensor_frame(result) -> int:

@@ -5,14 +5,12 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
 from picamera2_fake import FakeSensor, make_picamera2  # noqa: E402
 
-from conftest import PHOTOS
 from imx500_picosam.errors import PicosamError
 from imx500_picosam.runtime import IMX500Backend, Session
 from imx500_picosam.runtime.demo import run_headless
@@ -20,11 +18,6 @@ from imx500_picosam.runtime.watchdog import WatchdogSettings
 
 BOXES = [(250, 150, 130, 110), (50, 300, 100, 100)]
 MAIN = (640, 480)
-
-
-@pytest.fixture(scope="module")
-def scene():
-    return cv2.resize(cv2.imread(str(PHOTOS / "astronaut.png")), (2028, 1521), interpolation=cv2.INTER_CUBIC)
 
 
 def network(tensor):
