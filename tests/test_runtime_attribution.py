@@ -30,17 +30,20 @@ def brightness_network(tensor):
 
 def run_camera(picosam_rpk, sensor, frames, boxes=BOXES, follow=False, **options):
     notes = []
-    backend = IMX500Backend(picosam_rpk, picamera2=make_picamera2(sensor), main_size=MAIN, log=notes.append, **options)
+    picamera2 = make_picamera2(sensor)
+    backend = IMX500Backend(picosam_rpk, picamera2=picamera2, main_size=MAIN, log=notes.append, **options)
     with Session(backend, boxes=boxes, follow=follow) as session:
         steps = [session.step() for _ in range(frames)]
         kpis = session.kpis()
+    sensor.request_frames = picamera2.log.request_frames
     return [s.result for s in steps], kpis, notes
 
 
 def misattributed(results, sensor):
-    """Masks drawn into a box the sensor did not compute them for (sensor frame = capture + 1,
-    start() read one frame's metadata)."""
-    return sum(1 for r in results if r.mask is not None and sensor.rois[r.frame + 1] != r.roi_sensor.as_xywh())
+    """Masks drawn into a box the sensor did not compute them for (the fake logs the sensor
+    frame each capture_request returned)."""
+    return sum(1 for r in results
+               if r.mask is not None and sensor.rois[sensor.request_frames[r.frame]] != r.roi_sensor.as_xywh())
 
 
 @pytest.mark.parametrize("latency, seed", [(0, 0), (1, 0), (2, 0), (3, 0), ((0, 3), 0), ((0, 3), 1), ((0, 3), 2)])
@@ -65,16 +68,16 @@ def test_no_mask_lands_in_a_box_it_was_not_computed_for(picosam_rpk, scene, late
 
 
 def test_the_last_roi_set_is_often_not_the_one_used(picosam_rpk, scene):
-    """What the attribution guards against: with a jittered lag, the prompt whose turn it was
-    (the ROI last set) differs from the ROI the sensor used on many frames."""
+    """What the attribution guards against: with a jittered lag, the ROI last set (what
+    picamera2's get_roi_scaled reports) differs from the ROI the sensor used on many frames."""
     sensor = FakeSensor(scene, brightness_network, roi_latency=(0, 3), seed=5)
-    backend = IMX500Backend(picosam_rpk, picamera2=make_picamera2(sensor), main_size=MAIN, log=lambda line: None)
-    asked = []
+    picamera2 = make_picamera2(sensor)
+    backend = IMX500Backend(picosam_rpk, picamera2=picamera2, main_size=MAIN, log=lambda line: None)
     with Session(backend, boxes=BOXES) as session:
         for _ in range(60):
-            asked.append(session._roi_for(session.prompts[session._turn].box).as_xywh())
             session.step()
-    wrong = sum(1 for frame, roi in enumerate(asked) if sensor.rois[frame + 1] != roi)
+    log = picamera2.log
+    wrong = sum(1 for frame, roi in zip(log.request_frames, log.last_roi_set) if sensor.rois[frame] != roi)
     assert wrong >= 10
 
 

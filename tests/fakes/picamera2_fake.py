@@ -302,7 +302,7 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True, injection_ov
     ``injection_overlay`` (no ``dtoverlay=imx500,...,bypass-cache``) the driver refuses to
     enable injection, as picamera2 reports it."""
     log = SimpleNamespace(progress_bar_shown=False, roi_calls=[], started=False, closed=False, starts=0,
-                          networks_loaded=0, waits=[], request_frames=[], injected_fds=[])
+                          networks_loaded=0, waits=[], request_frames=[], last_roi_set=[], injected_fds=[])
 
     class FakeIMX500:
         def __init__(self, network_file: str, camera_id: str = "", tensor_injection: bool = False):
@@ -444,6 +444,7 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True, injection_ov
             log.waits.append(wait)
             sensor.check_fault()
             log.request_frames.append(sensor.frame)  # capture_request number k -> sensor frame
+            log.last_roi_set.append(log.roi_calls[-1] if log.roi_calls else None)  # what get_roi_scaled would use
             main, metadata = sensor.next_frame(self._config["main"]["size"])
             return FakeCompletedRequest(self, main, metadata)
 
