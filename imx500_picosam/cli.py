@@ -446,14 +446,20 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
                    "repeat, or separate pairs with ';'.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
               help="results JSON (a PNG plot and the per-instance JSON lines, .jsonl, beside it).")
+@click.option("--on-camera", is_flag=True, help="Also score --rpk on the IMX500 by tensor injection (Raspberry Pi only; "
+                                                 "needs dtoverlay=imx500,cam0,bypass-cache).")
+@click.option("--rpk", "rpk_path", type=click.Path(path_type=Path), default=None, help="With --on-camera: the network.rpk.")
 def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[Path], methods: str, teacher_spec: str,
-                     jitters: str, seed: int, max_images: Optional[int], compare: Sequence[str], out_path: Path) -> None:
+                     jitters: str, seed: int, max_images: Optional[int], compare: Sequence[str], out_path: Path,
+                     on_camera: bool = False, rpk_path: Optional[Path] = None) -> None:
     """Evaluate on COCO/LVIS-format data: paper (crop) and full-image protocols."""
     _quiet_tensorflow()
     from .atomic import write_json
     from .data import load_instances
     from .evaluate import build_methods, evaluate_methods, format_figure, parse_compare, plot_results
 
+    if on_camera != (rpk_path is not None):
+        raise PicosamError("--on-camera and --rpk network.rpk go together")
     try:
         jitter_values = [float(j) for j in jitters.split(",") if j.strip()]
     except ValueError:
@@ -469,6 +475,12 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
     built = build_methods(method_names, checkpoint, teacher_spec, tflite_dir=out_path.parent)
+    if on_camera:
+        from .runtime.injection import OnCameraMethod
+
+        on_chip = OnCameraMethod(rpk_path, log=lambda line: click.echo(line, err=True))
+        click.get_current_context().call_on_close(on_chip.close)
+        built.append(on_chip)
     report = evaluate_methods(instances, built, jitter_values, seed=seed, compare=pairs,
                               per_instance_path=per_instance_path)
     write_json(out_path, report)
@@ -520,6 +532,21 @@ def flash(destination: str, port: int, identity: Optional[Path], known_hosts: Op
     outcome = flashing.flash(plan, echo=lambda line: click.echo(line, err=True))
     for line in flashing.summary_lines(outcome):
         click.echo(line)
+
+
+@main.command()
+@click.option("--profile", type=click.Choice(["auto", "pi", "build", "all"]), default="auto", show_default=True,
+              help="Which checks: the camera Pi's, the build machine's (auto: the Pi's on a Raspberry Pi).")
+@click.option("--injection", is_flag=True, help="Also require the dtoverlay that `evaluate --on-camera` needs.")
+def doctor(profile: str, injection: bool) -> None:
+    """Check this machine: one line per check, OK or FAIL with the fix; exit 1 if any fails."""
+    from .doctor import System, run_checks
+
+    checks = run_checks(System(), profile, injection)
+    for check in checks:
+        click.echo(check.line())
+    if any(check.ok is False for check in checks):
+        raise SystemExit(1)
 
 
 def _register_rpk_tools() -> None:
