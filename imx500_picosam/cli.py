@@ -404,6 +404,24 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
                f"{result.crops_per_second:.1f} crops/s; final loss {result.final_loss:.4f}; log {result.log_path}")
 
 
+@main.command("compare")
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--method", default="picosam-float", show_default=True, help="Method name as stored in the .jsonl files.")
+@click.option("--jitter", type=float, default=0.0, show_default=True)
+@click.option("--protocol", type=click.Choice(["crop", "full"]), default="crop", show_default=True)
+def compare_command(run_a: Path, run_b: Path, method: str, jitter: float, protocol: str) -> None:
+    """Paired difference of two `picosam evaluate` runs (their .jsonl files), e.g. two checkpoints."""
+    from .evaluate import compare_runs
+
+    r = compare_runs(run_a, run_b, method, jitter, protocol)
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    click.echo(f"A {run_a}: {pct(r['a']['miou'])} [{pct(r['a']['ci95'][0])}, {pct(r['a']['ci95'][1])}]")
+    click.echo(f"B {run_b}: {pct(r['b']['miou'])} [{pct(r['b']['ci95'][0])}, {pct(r['b']['ci95'][1])}]")
+    click.echo(f"A - B: {100 * r['diff']:+.1f} points [{100 * r['diff_ci95'][0]:+.1f}, {100 * r['diff_ci95'][1]:+.1f}] "
+               f"(95 % paired bootstrap), n = {r['n']}, {method}, jitter {jitter:g}, {protocol} protocol")
+
+
 @main.command("contact-sheet")
 @click.option("--annotations", type=click.Path(path_type=Path), required=True)
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)

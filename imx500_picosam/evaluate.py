@@ -23,6 +23,7 @@ between two methods get paired-bootstrap intervals (the same resampled instances
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,6 +403,46 @@ def bootstrap_means(values: np.ndarray, resamples: int = 2000, seed=0) -> np.nda
 def percentile_interval(means: np.ndarray) -> np.ndarray:
     """The 95 % percentile interval of bootstrap means, per column: shape (2,) or (2, k)."""
     return np.percentile(means, [2.5, 97.5], axis=0)
+
+
+def read_per_instance(path: Path, method: str, jitter: float, protocol: str = "crop") -> Dict[int, float]:
+    """One method's per-instance IoUs at one jitter from a ``.jsonl`` that ``evaluate`` wrote."""
+    path = Path(path)
+    values: Dict[int, float] = {}
+    try:
+        with open(path) as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    row = json.loads(line)
+                    if row["method"] == method and abs(float(row["jitter"]) - jitter) < 1e-9:
+                        values[int(row["annotation_id"])] = float(row[f"{protocol}_iou"])
+                except (ValueError, KeyError, TypeError):
+                    raise PicosamError(f"{path}:{number}: not a per-instance line of picosam evaluate") from None
+    except FileNotFoundError:
+        raise PicosamError(f"{path}: per-instance file not found") from None
+    if not values:
+        raise PicosamError(f"{path}: no line for method '{method}' at jitter {jitter:g}")
+    return values
+
+
+def compare_runs(path_a: Path, path_b: Path, method: str = "picosam-float", jitter: float = 0.0,
+                 protocol: str = "crop", seed: int = 0, resamples: int = 2000) -> Dict[str, object]:
+    """Paired comparison of two evaluation runs (e.g. two checkpoints) on the same instances:
+    mIoU of each, and the difference A − B with its 95 % paired-bootstrap interval. The
+    prompts are seeded by annotation id and jitter, so two runs of the same file saw the
+    same boxes; runs over different instance sets are refused."""
+    a = read_per_instance(path_a, method, jitter, protocol)
+    b = read_per_instance(path_b, method, jitter, protocol)
+    if set(a) != set(b):
+        raise PicosamError(f"{path_a} and {path_b}: evaluated on different instances ({len(a)} vs {len(b)})")
+    ids = sorted(a)
+    values = np.array([[a[i], b[i]] for i in ids])
+    means = bootstrap_means(np.column_stack([values, values[:, 0] - values[:, 1]]), resamples, seed)
+    low, high = percentile_interval(means)
+    return {"n": len(ids), "method": method, "jitter": jitter, "protocol": protocol,
+            "a": {"miou": float(values[:, 0].mean()), "ci95": [float(low[0]), float(high[0])]},
+            "b": {"miou": float(values[:, 1].mean()), "ci95": [float(low[1]), float(high[1])]},
+            "diff": float(values[:, 0].mean() - values[:, 1].mean()), "diff_ci95": [float(low[2]), float(high[2])]}
 
 
 def _summaries(scores, buckets, keys, pairs, seed: int, resamples: int):
