@@ -15,11 +15,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 @contextlib.contextmanager
-def atomic_path(final: PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; it becomes ``final`` only if the block succeeds.
-
-    ``suffix`` keeps tools happy that insist on a file extension (``.keras``, ``.h5``).
-    """
+def temporary_beside(final: PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a fresh temporary file path beside ``final``; whatever is left of it is removed
+    on the way out. :func:`publish` it to make it ``final``."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
@@ -27,12 +25,28 @@ def atomic_path(final: PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, final)
-        _fsync_folder(final.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def publish(tmp: Path, final: PathLike) -> None:
+    """Rename the finished ``tmp`` over ``final`` durably (its data synced first)."""
+    final = Path(final)
+    _fsync_file(tmp)
+    os.replace(tmp, final)
+    _fsync_folder(final.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(final: PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; it becomes ``final`` only if the block succeeds.
+
+    ``suffix`` keeps tools happy that insist on a file extension (``.keras``, ``.h5``).
+    """
+    with temporary_beside(final, suffix) as tmp:
+        yield tmp
+        publish(tmp, final)
 
 
 def _fsync_file(path: Path) -> None:
@@ -57,18 +71,47 @@ def _fsync_folder(folder: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(final: PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces ``final`` only if the block succeeds."""
+    """Yield a fresh temporary directory that replaces ``final`` only if the block succeeds.
+
+    The old ``final`` is never deleted before the new one is in place: on Linux the two
+    are swapped in one step (``renameat2(RENAME_EXCHANGE)``), elsewhere the old one is
+    renamed aside first; only then is it removed.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        if final.exists() and _exchange(tmp, final):
+            _fsync_folder(final.parent)
+            shutil.rmtree(tmp)  # now the old folder
+            return
         if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+            aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old.tmp", dir=final.parent))
+            os.replace(final, aside / final.name)
+            os.replace(tmp, final)
+            _fsync_folder(final.parent)
+            shutil.rmtree(aside)
+        else:
+            os.replace(tmp, final)
+            _fsync_folder(final.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)
+    return result == 0
 
 
 def replace_symlink(link: PathLike, target: str) -> None:
