@@ -11,16 +11,62 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Union
 
+from .errors import PicosamError
+
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+# Temporary names carry at most this much of the final name, so that a final name near the
+# file system's limit (255 bytes) still leaves room for the temporary one.
+TEMP_NAME_KEEP = 64
+
+
+def check_target(final: PathLike) -> Path:
+    """Refuse, before any work is done, an output path that cannot become a file: an
+    existing folder, or a name longer than its file system allows."""
+    final = Path(final)
+    try:
+        limit = os.pathconf(_existing_ancestor(final.parent), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    length = len(os.fsencode(final.name))
+    if length > limit:
+        raise PicosamError(f"{final.parent / final.name[:40]}…: file name of {length} bytes, longer than the "
+                           f"{limit} its file system allows")
+    try:
+        is_folder = final.is_dir()
+    except (OSError, ValueError) as err:  # a path too long in total, a NUL byte
+        raise PicosamError(f"{str(final)[:80]}: cannot write there: {getattr(err, 'strerror', None) or err}") from None
+    if is_folder:
+        raise PicosamError(f"{final}: is a folder; give the output a file name")
+    return final
+
+
+def _existing_ancestor(folder: Path) -> Path:
+    for candidate in (folder, *folder.parents):
+        try:
+            if candidate.is_dir():
+                return candidate
+        except (OSError, ValueError):
+            continue
+    return Path(".")
+
+
+def _cannot_write(final: Path, err: OSError) -> PicosamError:
+    return PicosamError(f"{final}: cannot write: {err.strerror or err.__class__.__name__}")
 
 
 @contextlib.contextmanager
 def temporary_beside(final: PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a fresh temporary file path beside ``final``; whatever is left of it is removed
     on the way out. :func:`publish` it to make it ``final``."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    final = check_target(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name[:TEMP_NAME_KEEP]}.", suffix=f".tmp{suffix}",
+                                        dir=final.parent)
+    except OSError as err:
+        raise _cannot_write(final, err) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -34,7 +80,10 @@ def publish(tmp: Path, final: PathLike) -> None:
     """Rename the finished ``tmp`` over ``final`` durably (its data synced first)."""
     final = Path(final)
     _fsync_file(tmp)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except OSError as err:  # a folder appeared under the name, a read-only file system, ...
+        raise _cannot_write(final, err) from None
     _fsync_folder(final.parent)
 
 

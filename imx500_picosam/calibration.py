@@ -9,6 +9,7 @@ roles (``calibration`` vs ``held_out``) are listed in ``calibration_data/manifes
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
@@ -43,10 +44,12 @@ def _open_image(path: Path):
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
     except FileNotFoundError:
         raise PicosamError(f"{path}: image file not found") from None
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PicosamError(f"{path}: image header claims more than {MAX_IMAGE_PIXELS:,} pixels; refused") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         # ValueError: a path Pillow cannot open at all (an embedded NUL byte).
@@ -66,8 +69,6 @@ def image_size(path: Path) -> Tuple[int, int]:
 
 def load_image_rgb(path: Path) -> np.ndarray:
     """Read an image file as an RGB uint8 array (one-line error if it cannot be read)."""
-    import warnings
-
     from PIL import Image
 
     with _open_image(path) as image:
