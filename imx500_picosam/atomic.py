@@ -76,9 +76,27 @@ def temporary_beside(final: PathLike, suffix: str = "") -> Iterator[Path]:
             tmp.unlink()
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
 def publish(tmp: Path, final: PathLike) -> None:
-    """Rename the finished ``tmp`` over ``final`` durably (its data synced first)."""
+    """Rename the finished ``tmp`` over ``final`` durably (its data synced first).
+
+    ``mkstemp`` creates files readable by their owner only; the artefact gets the mode any
+    newly created file would get (0666 less the umask), as ``open(final, "w")`` gives it.
+    """
     final = Path(final)
+    os.chmod(tmp, 0o666 & ~current_umask())
     _fsync_file(tmp)
     try:
         os.replace(tmp, final)
@@ -128,9 +146,10 @@ def atomic_directory(final: PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name[:TEMP_NAME_KEEP]}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700, as mkdir would have made it
         if final.exists() and _exchange(tmp, final):
             _fsync_folder(final.parent)
             shutil.rmtree(tmp)  # now the old folder
