@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, List, Union
 
 from .errors import PicosamError
 
@@ -52,6 +53,76 @@ def _existing_ancestor(folder: Path) -> Path:
     return Path(".")
 
 
+# Temporary names: ".<final name>.picosam<writer pid>.<mkstemp's 8 characters>.tmp<suffix>".
+# Before the pid was part of the name they were ".<final name>.<8 characters>.tmp<suffix>".
+_TEMPORARY = re.compile(r"^\..+\.picosam(?P<pid>\d+)\.[a-z0-9_]{8}(\.old)?\.tmp(\.[A-Za-z0-9_]+)*$")
+_LEGACY_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9_]+)*$")
+# A temporary whose writer is gone is removed once it is this old (a writer on another
+# machine sharing the folder has another pid space); any temporary once it is STALE_AFTER old.
+DEAD_WRITER_GRACE_S = 60
+STALE_AFTER_S = 3600
+_swept: set = set()
+
+
+def _temporary_prefix(final: Path) -> str:
+    return f".{final.name[:TEMP_NAME_KEEP]}.picosam{os.getpid()}."
+
+
+def sweep_stale_temporaries(folder: PathLike) -> List[Path]:
+    """Remove the temporaries a killed run of ours left in ``folder``; returns what went.
+
+    Only names of our own pattern are touched, and only when their writer process is gone
+    (and a minute has passed) or they are over an hour old. Each folder is swept once per
+    process, so writing thousands of files into one folder costs one listing.
+    """
+    import time
+
+    folder = Path(folder)
+    key = str(folder.resolve()) if folder.exists() else None
+    if key is None or key in _swept:
+        return []
+    _swept.add(key)
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match is None and not _LEGACY_TEMPORARY.match(entry.name):
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        writer_gone = match is not None and not _process_alive(int(match["pid"]))
+        if not (age > STALE_AFTER_S or (writer_gone and age > DEAD_WRITER_GRACE_S)):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists but is not ours to signal, or cannot tell: keep its files
+    return True
+
+
 def _cannot_write(final: Path, err: OSError) -> PicosamError:
     return PicosamError(f"{final}: cannot write: {err.strerror or err.__class__.__name__}")
 
@@ -63,8 +134,8 @@ def temporary_beside(final: PathLike, suffix: str = "") -> Iterator[Path]:
     final = check_target(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name[:TEMP_NAME_KEEP]}.", suffix=f".tmp{suffix}",
-                                        dir=final.parent)
+        sweep_stale_temporaries(final.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(final), suffix=f".tmp{suffix}", dir=final.parent)
     except OSError as err:
         raise _cannot_write(final, err) from None
     os.close(fd)
@@ -146,7 +217,8 @@ def atomic_directory(final: PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name[:TEMP_NAME_KEEP]}.", suffix=".tmp", dir=final.parent))
+    sweep_stale_temporaries(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final), suffix=".tmp", dir=final.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700, as mkdir would have made it
@@ -155,7 +227,7 @@ def atomic_directory(final: PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)  # now the old folder
             return
         if final.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old.tmp", dir=final.parent))
+            aside = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final), suffix=".old.tmp", dir=final.parent))
             os.replace(final, aside / final.name)
             os.replace(tmp, final)
             _fsync_folder(final.parent)
