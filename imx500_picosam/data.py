@@ -276,8 +276,12 @@ class LruCache:
         if key in self._values:
             self._values.move_to_end(key)
             return self._values[key]
-        value = self.load(key)
+        return self.put(key, self.load(key))
+
+    def put(self, key, value):
+        """Store ``value`` for ``key`` (replacing what was loaded before); returns it."""
         self._values[key] = value
+        self._values.move_to_end(key)
         if len(self._values) > self.capacity:
             self._values.popitem(last=False)
         return value
