@@ -137,6 +137,7 @@ def test_atomic_directory_survives_a_kill_at_every_step(tmp_path):
         if code == 0:
             assert contents["c"] == "new"
             break
+    print(f"folder replacement killed at {outcomes.count(KILLED)} steps, then completed")
     assert outcomes[-1] == 0 and outcomes.count(KILLED) >= 2, outcomes
 
 
