@@ -411,8 +411,12 @@ def iterate_crops(
             example["teacher_score"] = entry.score
         if augmentation.copy_paste > 0 and count > 1 and rng.random() < augmentation.copy_paste:
             donor_inst = instances.instances[int(rng.integers(count))]
-            if donor_inst.image_id != inst.image_id:
-                donor_image = images.get(donor_inst.image_path)
+            try:
+                donor_image = images.get(donor_inst.image_path) if donor_inst.image_id != inst.image_id else None
+            except PicosamError:  # a donor photo that stopped decoding: no paste this time
+                instances.skipped["donor photos that failed to decode mid-epoch"] += 1
+                donor_image = None
+            if donor_image is not None:
                 donor = crop_instance(donor_image, instances.decode_mask(donor_inst), donor_inst.box_xywh)
                 example["image"], example["mask"], pasted = paste_object(crop, donor, rng)
                 if "teacher_logits" in example:

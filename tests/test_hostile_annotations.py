@@ -153,3 +153,15 @@ def test_unusable_json_is_one_line(text, message, tmp_path, tiny):
     with pytest.raises(PicosamError) as err:
         load_instances(path, tiny[1])
     assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_donor_photo_that_breaks_mid_epoch_is_counted_not_raised(tiny):
+    from imx500_picosam.data import Augmentation
+
+    path, images, _ = tiny
+    instances = load_instances(path, images)
+    data = (images / "b.jpg").read_bytes()
+    (images / "b.jpg").write_bytes(data[: len(data) // 3])
+    examples = list(iterate_crops(instances, [0] * 12, Augmentation(copy_paste=1.0)))
+    assert len(examples) == 12  # every example of a.png, pasted or not
+    assert instances.skipped["donor photos that failed to decode mid-epoch"] > 0
