@@ -59,17 +59,23 @@ BAD_ANNOTATIONS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_ANNOTATIONS))
-def test_bad_annotation_is_counted_and_skipped(case, tiny, tmp_path):
-    path, images, doc = tiny
-    change, reason = BAD_ANNOTATIONS[case]
+def _first_record_changed(tiny, tmp_path, section, change, reason):
+    """Load the tiny set with ``change`` applied to its first ``section`` record (None deletes a key);
+    what that record held is skipped for ``reason``, the rest loads."""
+    _, images, doc = tiny
     doc = copy.deepcopy(doc)
-    doc["annotations"][0].update(change)
-    doc["annotations"][0] = {k: v for k, v in doc["annotations"][0].items() if v is not None}
+    record = dict(doc[section][0], **change)
+    doc[section][0] = {k: v for k, v in record.items() if v is not None}
     instances = _load_with(tmp_path, doc, images)
     assert [i.annotation_id for i in instances.instances] == [11, 12]
-    assert sum(instances.skipped.values()) == 1
     assert any(reason in why for why in instances.skipped), instances.skipped
+    return instances
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ANNOTATIONS))
+def test_bad_annotation_is_counted_and_skipped(case, tiny, tmp_path):
+    instances = _first_record_changed(tiny, tmp_path, "annotations", *BAD_ANNOTATIONS[case])
+    assert sum(instances.skipped.values()) == 1
     for inst in instances.instances:  # what is kept decodes
         instances.decode_mask(inst)
 
@@ -87,14 +93,7 @@ BAD_IMAGES = {
 
 @pytest.mark.parametrize("case", sorted(BAD_IMAGES))
 def test_bad_image_record_is_counted_and_skipped(case, tiny, tmp_path):
-    path, images, doc = tiny
-    change, reason = BAD_IMAGES[case]
-    doc = copy.deepcopy(doc)
-    doc["images"][0].update(change)
-    doc["images"][0] = {k: v for k, v in doc["images"][0].items() if v is not None}
-    instances = _load_with(tmp_path, doc, images)
-    assert [i.annotation_id for i in instances.instances] == [11, 12]
-    assert any(reason in why for why in instances.skipped), instances.skipped
+    _first_record_changed(tiny, tmp_path, "images", *BAD_IMAGES[case])
 
 
 @pytest.mark.parametrize("content, reason", [(b"", "empty or not a readable image"),

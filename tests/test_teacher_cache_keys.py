@@ -32,12 +32,19 @@ def _instances(tmp_path, doc, images, name):
     return load_instances(path, images)
 
 
-def test_moved_boxes_under_the_same_ids_are_recomputed(tmp_path):
+@pytest.fixture
+def filled(tmp_path):
+    """The tiny set, its teacher cache filled by a counting teacher: (images, doc, instances, cache, teacher)."""
     path, images, doc = tiny_coco(tmp_path / "set")
     instances = load_instances(path, images)
     cache, teacher = TeacherCache(tmp_path / "cache"), CountingTeacher()
     fill_cache(instances, teacher, cache, progress=False)
     assert teacher.calls == 3
+    return images, doc, instances, cache, teacher
+
+
+def test_moved_boxes_under_the_same_ids_are_recomputed(tmp_path, filled):
+    images, doc, instances, cache, teacher = filled
     assert fill_cache(instances, teacher, cache, progress=False).images_reused == 2 and teacher.calls == 3
 
     moved = copy.deepcopy(doc)
@@ -52,11 +59,8 @@ def test_moved_boxes_under_the_same_ids_are_recomputed(tmp_path):
     assert stale_free(cache, moved_instances)
 
 
-def test_another_photo_under_the_same_image_id_is_recomputed(tmp_path):
-    path, images, doc = tiny_coco(tmp_path / "set")
-    instances = load_instances(path, images)
-    cache, teacher = TeacherCache(tmp_path / "cache"), CountingTeacher()
-    fill_cache(instances, teacher, cache, progress=False)
+def test_another_photo_under_the_same_image_id_is_recomputed(tmp_path, filled):
+    images, doc, instances, cache, teacher = filled
     swapped = copy.deepcopy(doc)
     (images / "c.png").write_bytes((images / "a.png").read_bytes())
     swapped["images"][0]["file_name"] = "c.png"  # image id 1 is now another file
