@@ -9,6 +9,7 @@ roles (``calibration`` vs ``held_out``) are listed in ``calibration_data/manifes
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
@@ -31,17 +32,53 @@ class CropSet:
     sources: Tuple[Tuple[str, Tuple[float, float, float, float]], ...]  # (photo, box xywh)
 
 
-def load_image_rgb(path: Path) -> np.ndarray:
-    """Read an image file as an RGB uint8 array (one-line error if it cannot be read)."""
+# Pillow's decompression-bomb policy, made strict: an image header may claim at most this
+# many pixels (Pillow only warns between 1x and 2x its default). 89.5 M pixels is Pillow's
+# own default, far beyond any camera photo or COCO image, and a 268 MB RGB array at most.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def _open_image(path: Path):
+    """Open ``path`` lazily (header only) under the pixel cap; errors are one line naming it."""
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
     except FileNotFoundError:
         raise PicosamError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PicosamError(f"{path}: image header claims more than {MAX_IMAGE_PIXELS:,} pixels; refused") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        # ValueError: a path Pillow cannot open at all (an embedded NUL byte).
         raise PicosamError(f"{path}: cannot read image ({err.__class__.__name__})") from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise PicosamError(f"{path}: image header claims {width}x{height} pixels, more than {MAX_IMAGE_PIXELS:,}; refused")
+    return image
+
+
+def image_size(path: Path) -> Tuple[int, int]:
+    """(width, height) from the image file's header, without decoding its pixels."""
+    with _open_image(path) as image:
+        return image.size
+
+
+def load_image_rgb(path: Path) -> np.ndarray:
+    """Read an image file as an RGB uint8 array (one-line error if it cannot be read)."""
+    from PIL import Image
+
+    with _open_image(path) as image:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                return np.asarray(image.convert("RGB"))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as err:
+            # A header that opened but pixel data that does not decode (truncated, corrupt).
+            raise PicosamError(f"{path}: cannot read image ({err.__class__.__name__}: {str(err)[:80]})") from None
 
 
 def sample_boxes(width: int, height: int, count: int, rng: np.random.Generator) -> List[Tuple[float, ...]]:

@@ -105,11 +105,14 @@ def segment(checkpoint: Path, image_path: Path, box: str, quantized: bool, mask_
     import numpy as np
     from PIL import Image
 
-    from .atomic import atomic_path
+    from .atomic import atomic_path, check_target
     from .calibration import load_image_rgb
     from .geometry import parse_box
     from .predictor import Predictor
 
+    for target in (mask_path, logits_path):
+        if target is not None:
+            check_target(target)  # before minutes of model loading, not after
     box_xywh = parse_box(box)
     image = load_image_rgb(image_path)
     predictor = Predictor.from_checkpoint(checkpoint, quantized=quantized)
