@@ -1,7 +1,8 @@
 """The ``picosam`` command line.
 
-TensorFlow is imported inside the commands that need it, so ``picosam rpk ...`` and
-``picosam package`` start instantly and work on a Raspberry Pi without TensorFlow.
+TensorFlow is imported inside the commands that need it, so ``picosam rpk ...``,
+``package``, ``flash`` and ``demo --rpk`` start instantly and work on a Raspberry Pi's base
+install; the others say which extra to install (:mod:`imx500_picosam.extras`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ from .errors import PicosamError
 
 
 class _Group(click.Group):
-    """Turns every :class:`PicosamError` into ``error: <one line>`` and exit code 1."""
+    """Turns every :class:`PicosamError` into ``error: <one line>`` and exit code 1, and a
+    missing optional package (TensorFlow on a Pi's base install) into the extra to install."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except PicosamError as err:
             raise click.ClickException(str(err)) from None
+        except ModuleNotFoundError as err:
+            from .extras import missing_extra_error
+
+            hint = missing_extra_error(err)
+            if hint is None:
+                raise
+            raise click.ClickException(str(hint)) from None
 
 
 def _quiet_tensorflow() -> None:

@@ -52,7 +52,7 @@ def import_picamera2():
     except ImportError as err:
         raise PicosamError(
             f"picamera2 is not available ({err}): the camera backend runs on Raspberry Pi OS "
-            "(sudo apt install imx500-all python3-picamera2; pip install '.[pi]' in a venv made with "
+            "(sudo apt install imx500-all python3-picamera2; pip install 'imx500-picosam[pi]' in a venv made with "
             "--system-site-packages); elsewhere use --emulate"
         ) from None
     return SimpleNamespace(Picamera2=Picamera2, IMX500=IMX500)
