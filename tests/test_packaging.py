@@ -115,6 +115,8 @@ def test_the_wheel_carries_what_the_installed_commands_read(wheel):
         assert f"imx500_picosam/calibration_data/{photo['file']}" in names
     assert {"imx500_picosam/calibration_data/manifest.json", "imx500_picosam/calibration_data/README.md",
             "imx500_picosam/training_data/photos.json"} <= names
+    for listed in (PROJECT_ROOT / "training_data").iterdir():
+        assert f"imx500_picosam/training_data/{listed.name}" in names
     checkpoints = [n for n in names if re.fullmatch(r"imx500_picosam/checkpoints/[^/]+\.weights\.h5", n)]
     assert checkpoints and all(n.replace(".weights.h5", ".json") in names for n in checkpoints)
     assert "firmware_packaging/rpk.py" in names
