@@ -18,6 +18,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_json
 from .errors import PicosamError
+from .metrics import mask_iou
 
 UNTRAINED_WARNING = (
     "UNTRAINED MODEL: this firmware was built from a seeded random initialisation, not a trained "
@@ -44,11 +45,6 @@ class BuildOutcome:
     report_path: Path
     report: Dict[str, Any]
     warnings: List[str] = field(default_factory=list)
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def mask_agreement(float_model, quantized_model, images: np.ndarray) -> Dict[str, Any]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import PicosamError
 from .geometry import crop_to_model_input, roi_from_box, to_model_range
+from .images import load_image_rgb
 
 DEFAULT_CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration_data"
 MIN_BOX_FRACTION, MAX_BOX_FRACTION = 0.15, 0.75
@@ -29,19 +30,6 @@ class CropSet:
 
     images: np.ndarray  # (N, 96, 96, 3) float32
     sources: Tuple[Tuple[str, Tuple[float, float, float, float]], ...]  # (photo, box xywh)
-
-
-def load_image_rgb(path: Path) -> np.ndarray:
-    """Read an image file as an RGB uint8 array (one-line error if it cannot be read)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except FileNotFoundError:
-        raise PicosamError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise PicosamError(f"{path}: cannot read image ({err.__class__.__name__})") from None
 
 
 def sample_boxes(width: int, height: int, count: int, rng: np.random.Generator) -> List[Tuple[float, ...]]:

@@ -7,7 +7,6 @@ with the weights' sha256, so a build can never present random weights as a train
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Dict, Optional
 
 from .atomic import atomic_path, write_json
 from .errors import PicosamError
+from .hashing import sha256_of
 
 SIDECAR_FORMAT = "imx500-picosam-checkpoint/1"
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -53,14 +53,6 @@ def sidecar_path_for(weights_path: Path) -> Path:
     name = weights_path.name
     stem = name[: -len(WEIGHTS_SUFFIX)] if name.endswith(WEIGHTS_SUFFIX) else weights_path.stem
     return weights_path.with_name(stem + ".json")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkpoint:

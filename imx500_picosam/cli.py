@@ -106,8 +106,8 @@ def segment(checkpoint: Path, image_path: Path, box: str, quantized: bool, mask_
     from PIL import Image
 
     from .atomic import atomic_path
-    from .calibration import load_image_rgb
     from .geometry import parse_box
+    from .images import load_image_rgb
     from .predictor import Predictor
 
     box_xywh = parse_box(box)

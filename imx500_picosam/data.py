@@ -19,12 +19,13 @@ import json
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import PicosamError
 from .geometry import Roi, crop_mask_to_model_input, crop_to_model_input, jitter_box, roi_from_box
+from .images import ImageCache
 
 # COCO's object-size buckets, by mask area in pixels.
 SMALL_AREA = 32 * 32
@@ -212,33 +213,6 @@ def load_instances(
     if not instances:
         raise PicosamError(f"{annotations_path}: no usable instance ({', '.join(f'{n} {k}' for k, n in skipped.items()) or 'none listed'})")
     return InstanceSet(annotations_path, images_dir, fmt, instances, skipped, api)
-
-
-class LruCache:
-    """Values by key, loaded on first use; the least recently used is dropped beyond ``capacity``."""
-
-    def __init__(self, load: Callable[[Any], Any], capacity: int):
-        self.load, self.capacity = load, capacity
-        self._values: "OrderedDict[Any, Any]" = OrderedDict()
-
-    def get(self, key):
-        if key in self._values:
-            self._values.move_to_end(key)
-            return self._values[key]
-        value = self.load(key)
-        self._values[key] = value
-        if len(self._values) > self.capacity:
-            self._values.popitem(last=False)
-        return value
-
-
-class ImageCache(LruCache):
-    """Decoded RGB images by path."""
-
-    def __init__(self, capacity: int = 64):
-        from .calibration import load_image_rgb
-
-        super().__init__(load_image_rgb, capacity)
 
 
 @dataclass(frozen=True)

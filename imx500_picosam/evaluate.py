@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .errors import PicosamError
+from .metrics import mask_iou as iou  # evaluate.iou: the loop and its callers use this name
 from .geometry import Roi, crop_mask_to_model_input, jitter_box, paste_logits, roi_from_box, to_model_range
 
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2))
@@ -41,12 +42,6 @@ class Prompt:
     box_xywh: tuple
     roi: Roi
     size_bucket: str
-
-
-def iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two boolean masks; 1.0 when both are empty (as the authors)."""
-    union = np.logical_or(pred, truth).sum()
-    return float(np.logical_and(pred, truth).sum() / union) if union else 1.0
 
 
 def summarise(ious: Sequence[float]) -> Dict[str, object]:
@@ -179,7 +174,7 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
     """Run every method on every (instance, jitter); returns the JSON-ready results."""
     from tqdm import tqdm
 
-    from .data import ImageCache
+    from .images import ImageCache
     from .geometry import crop_to_model_input
 
     keys = [f"{jitter:.2f}" for jitter in jitters]

@@ -38,8 +38,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import flash_remote
 from .atomic import write_json
-from .checkpoint import sha256_of
 from .errors import PicosamError
+from .hashing import sha256_of
 from .smoke import DEFAULT_FRAMES, PICOSAM_OUTPUT_ELEMENTS
 
 # What the Pi needs to run flash_remote: standard library only (plus picamera2 there).

@@ -1,7 +1,8 @@
 """Stage: Keras float model -> MCT-quantized model for the IMX500, exported for imxconv-tf.
 
 The target platform comes from ``edge-mdt-tpc``. Its version must be one the installed
-converter understands; see :data:`TPC_FOR_CONVERTER` and docs/toolchain.md.
+converter understands; see :data:`imx500_picosam.toolchain.TPC_FOR_CONVERTER` and
+docs/toolchain.md.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
@@ -19,14 +19,8 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import PicosamError
+from .toolchain import DEFAULT_TPC_VERSION, installed_version
 
-# imx500-converter minor version -> edge-mdt-tpc TPC version we quantize with.
-# edge-mdt-tpc 1.3.0's own compatibility table tests converters 3.14-3.17 and lists
-# TPC 5.0 from converter 3.17 on (Ultralytics pairs 3.17/3.18 with TPC 5.0). Converter
-# 3.19 is newer than that table; we verified that 3.19.2 converts TPC 5.0 models of
-# PicoSAM3 (tests/test_build.py does so on every CI run).
-TPC_FOR_CONVERTER = {"3.17": "5.0", "3.18": "5.0", "3.19": "5.0"}
-DEFAULT_TPC_VERSION = "5.0"
 CALIBRATION_BATCH = 16
 
 
@@ -40,18 +34,6 @@ class QuantizationResult:
     tpc_package_version: str
     calibration_crops: int
     seconds: float
-
-
-def tpc_version_for_converter(converter_version: str) -> str:
-    minor = ".".join(converter_version.split(".")[:2])
-    return TPC_FOR_CONVERTER.get(minor, DEFAULT_TPC_VERSION)
-
-
-def installed_version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _representative_data(images: np.ndarray) -> Callable[[], Iterator[List[np.ndarray]]]:

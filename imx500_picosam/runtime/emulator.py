@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import PicosamError
 from ..geometry import MODEL_INPUT_SIZE, Roi, crop_to_model_input, to_model_range
+from ..images import load_image_rgb
 from .coords import StreamGeometry
 from .session import Capture
 
@@ -170,8 +171,6 @@ class ImageSource(FrameSource):
     kind = "image"
 
     def __init__(self, path: Path):
-        from ..calibration import load_image_rgb
-
         self.description = str(path)
         self._image = cv2.cvtColor(load_image_rgb(path), cv2.COLOR_RGB2BGR)
 
