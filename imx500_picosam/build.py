@@ -65,7 +65,7 @@ def _tensor_dicts(tensors) -> List[Dict[str, Any]]:
 
 
 def build_firmware(options: BuildOptions) -> BuildOutcome:
-    from . import calibration, checkpoint, convert, model, package, quantize
+    from . import calibration, checkpoint, convert, model, package, quantize, toolchain
 
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,8 +85,8 @@ def build_firmware(options: BuildOptions) -> BuildOutcome:
     held_out = calibration.load_crops("held_out")
     seconds["calibration_data"] = time.perf_counter() - clock
 
-    converter_version = quantize.installed_version("imx500-converter")
-    tpc_version = options.tpc_version or quantize.tpc_version_for_converter(converter_version)
+    converter_version = toolchain.installed_version("imx500-converter")
+    tpc_version = options.tpc_version or toolchain.tpc_version_for_converter(converter_version)
     clock = time.perf_counter()
     quantized_model, quant = quantize.quantize_and_export(
         float_model,
@@ -132,7 +132,7 @@ def build_firmware(options: BuildOptions) -> BuildOutcome:
             "provenance": asdict(ckpt.provenance),
         },
         "toolchain": {
-            "tensorflow": quantize.installed_version("tensorflow"),
+            "tensorflow": toolchain.installed_version("tensorflow"),
             "model-compression-toolkit": quant.mct_version,
             "edge-mdt-tpc": quant.tpc_package_version,
             "tpc_version": quant.tpc_version,

@@ -13,16 +13,17 @@ from typing import Optional
 
 import click
 
-from .errors import PicosamError
+from .errors import PicosamError, UserError
 
 
 class _Group(click.Group):
-    """Turns every :class:`PicosamError` into ``error: <one line>`` and exit code 1."""
+    """Turns every one-line error (:class:`PicosamError`, the RPK tools' ``RpkError``) into
+    ``error: <one line>`` and exit code 1."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except PicosamError as err:
+        except UserError as err:
             raise click.ClickException(str(err)) from None
 
 

@@ -301,7 +301,8 @@ def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher
         elif name in ("quantized", "tflite"):
             if quantized is None:  # quantize once when both are asked for
                 from .calibration import load_crops
-                from .quantize import installed_version, quantize_model, tpc_version_for_converter
+                from .quantize import quantize_model
+                from .toolchain import installed_version, tpc_version_for_converter
 
                 tpc = tpc_version_for_converter(installed_version("imx500-converter"))
                 quantized = quantize_model(model, load_crops("calibration").images, tpc_version=tpc)

@@ -38,7 +38,8 @@ class Predictor:
         if quantized:
             # The exact quantization `make rpk` applies: same calibration crops, same TPC.
             from .calibration import load_crops
-            from .quantize import installed_version, quantize_model, tpc_version_for_converter
+            from .quantize import quantize_model
+            from .toolchain import installed_version, tpc_version_for_converter
 
             tpc = tpc_version_for_converter(installed_version("imx500-converter"))
             model = quantize_model(model, load_crops("calibration").images, tpc_version=tpc)

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
 from picamera2_fake import FakeSensor, fake_roi_scaled, make_picamera2  # noqa: E402
 
 from conftest import PHOTOS, RPK_FIXTURES
-from imx500_picosam.errors import PicosamError
+from imx500_picosam.errors import PicosamError, RpkError
 from imx500_picosam.geometry import Roi, paste_logits, roi_from_box
 from imx500_picosam.runtime import IMX500Backend, Session, TfliteEngine
 from imx500_picosam.runtime.coords import box_to_sensor, StreamGeometry
@@ -151,7 +151,7 @@ def test_a_network_that_is_not_picosam_is_refused(tmp_path):
         pytest.skip("vendor RPK fixtures not found")
     with pytest.raises(PicosamError, match="takes a 320x320 input, not PicoSAM's 96x96"):
         IMX500Backend(deeplab, picamera2=make_picamera2(None))
-    with pytest.raises(PicosamError, match="missing.rpk"):
+    with pytest.raises(RpkError, match="missing.rpk"):
         IMX500Backend(tmp_path / "missing.rpk", picamera2=make_picamera2(None))
 
 

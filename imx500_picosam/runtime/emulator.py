@@ -96,7 +96,7 @@ def emulator_model_path(checkpoint) -> Path:
     """Where the INT8 export of ``checkpoint`` is cached: keyed by the weights, the
     quantization toolchain and the calibration set, so a change to any of them re-quantizes."""
     from ..calibration import DEFAULT_CALIBRATION_DIR
-    from ..quantize import installed_version
+    from ..toolchain import installed_version
 
     manifest = DEFAULT_CALIBRATION_DIR / "manifest.json"
     facts = {
@@ -142,7 +142,7 @@ def load_engine(checkpoint, engine: str = DEFAULT_ENGINE, log: Callable[[str], N
 
 
 def _tpc_version() -> str:
-    from ..quantize import installed_version, tpc_version_for_converter
+    from ..toolchain import installed_version, tpc_version_for_converter
 
     return tpc_version_for_converter(installed_version("imx500-converter"))
 
