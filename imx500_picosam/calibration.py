@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import PicosamError
 from .geometry import crop_to_model_input, roi_from_box, to_model_range
+from .hashing import sha256_json, sha256_of
 from .images import load_image_rgb
 
 DEFAULT_CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration_data"
@@ -30,6 +31,10 @@ class CropSet:
 
     images: np.ndarray  # (N, 96, 96, 3) float32
     sources: Tuple[Tuple[str, Tuple[float, float, float, float]], ...]  # (photo, box xywh)
+
+    def as_uint8(self) -> np.ndarray:
+        """The crops as the sensor delivers them, (N, 96, 96, 3) uint8: what engines take."""
+        return np.round(self.images * 256).astype(np.uint8)
 
 
 def sample_boxes(width: int, height: int, count: int, rng: np.random.Generator) -> List[Tuple[float, ...]]:
@@ -47,15 +52,29 @@ def sample_boxes(width: int, height: int, count: int, rng: np.random.Generator) 
     return boxes
 
 
-def load_crops(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR) -> CropSet:
-    """All crops of the photos with ``role`` ('calibration' or 'held_out'), in manifest order."""
-    manifest_path = Path(calibration_dir) / "manifest.json"
+def _read_manifest(manifest_path: Path) -> dict:
     try:
-        manifest = json.loads(manifest_path.read_text())
+        return json.loads(manifest_path.read_text())
     except FileNotFoundError:
         raise PicosamError(f"{manifest_path}: calibration manifest not found") from None
     except json.JSONDecodeError as err:
         raise PicosamError(f"{manifest_path}: not valid JSON (line {err.lineno})") from None
+
+
+def crops_fingerprint(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR) -> str:
+    """A sha256 that changes whenever :func:`load_crops` would return other crops for ``role``:
+    the manifest (seed, crops per photo, roles) and every photo it lists with that role.
+    Caches of models quantized on these crops are keyed by it."""
+    manifest_path = Path(calibration_dir) / "manifest.json"
+    manifest = _read_manifest(manifest_path)
+    photos = {p["file"]: sha256_of(Path(calibration_dir) / p["file"]) for p in manifest["photos"] if p["role"] == role}
+    return sha256_json({"manifest": sha256_of(manifest_path), "role": role, "photos": photos})
+
+
+def load_crops(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR) -> CropSet:
+    """All crops of the photos with ``role`` ('calibration' or 'held_out'), in manifest order."""
+    manifest_path = Path(calibration_dir) / "manifest.json"
+    manifest = _read_manifest(manifest_path)
     crops, sources = [], []
     for index, photo in enumerate(manifest["photos"]):
         if photo["role"] != role:

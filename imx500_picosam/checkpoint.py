@@ -21,8 +21,8 @@ WEIGHTS_SUFFIX = ".weights.h5"
 PROVENANCE_KINDS = ("trained", "imported", "initialised")
 INPUT_CONTRACT = "RGB float32 in [0, 1) (uint8 / 256), 96x96x3, no normalisation"
 OUTPUT_CONTRACT = "mask logits 96x96x1 (mask = logit > 0)"
-# The trained checkpoint that ships with the package and that builds, the predictor and
-# the emulator use when no checkpoint is named (see docs/results.md for how it was made).
+# The trained checkpoint that ships with the package: what every command uses when no
+# --checkpoint is given (see imx500_picosam.resolve, and docs/results.md for how it was made).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "picosam3_minisam.weights.h5"
 
 
@@ -159,20 +159,3 @@ def default_checkpoint() -> Optional[Checkpoint]:
     if DEFAULT_CHECKPOINT.is_file() and sidecar_path_for(DEFAULT_CHECKPOINT).is_file():
         return read_checkpoint(DEFAULT_CHECKPOINT)
     return None
-
-
-def resolve_checkpoint(path: Optional[Path], default_init_path: Path) -> Checkpoint:
-    """The checkpoint a build uses: the given one (an authors' ``.pt`` is imported next to
-    ``default_init_path``), else the shipped trained one, else a seeded initialisation."""
-    if path is not None and Path(path).suffix == ".pt":
-        from .import_weights import import_checkpoint
-
-        return import_checkpoint(Path(path), default_init_path.parent)
-    if path is not None:
-        return read_checkpoint(Path(path))
-    shipped = default_checkpoint()
-    if shipped is not None:
-        return shipped
-    if default_init_path.exists() and sidecar_path_for(default_init_path).exists():
-        return read_checkpoint(default_init_path)
-    return initialise_checkpoint(default_init_path)

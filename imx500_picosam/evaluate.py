@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import PicosamError
 from .metrics import mask_iou as iou  # evaluate.iou: the loop and its callers use this name
-from .geometry import Roi, crop_mask_to_model_input, jitter_box, paste_logits, roi_from_box, to_model_range
+from .geometry import Roi, crop_mask_to_model_input, jitter_box, paste_logits, roi_from_box
 
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2))
 DEFAULT_JITTERS = (0.0, 0.1, 0.3)
@@ -56,44 +56,16 @@ def summarise(ious: Sequence[float]) -> Dict[str, object]:
 # full-image boolean mask ("full" kind); the protocols convert between the two.
 
 
-class KerasMethod:
+class CropMethod:
+    """A PicoSAM engine (float, MCT-quantized or INT8 TFLite) under the method's name."""
+
     kind = "crop"
 
-    def __init__(self, name: str, model):
-        self.name, self.model = name, model
+    def __init__(self, name: str, engine):
+        self.name, self.engine = name, engine
 
     def predict_crops(self, crops_uint8: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(to_model_range(crops_uint8), training=False))[..., 0]
-
-
-class TfliteMethod:
-    kind = "crop"
-
-    def __init__(self, name: str, tflite_path: Path):
-        import tensorflow as tf
-
-        self.name = name
-        self.interpreter = tf.lite.Interpreter(model_path=str(tflite_path), num_threads=2)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-
-    def predict_crops(self, crops_uint8: np.ndarray) -> np.ndarray:
-        results = []
-        in_scale, in_zero = self.input["quantization"]
-        out_scale, out_zero = self.output["quantization"]
-        for crop in crops_uint8:
-            x = to_model_range(crop[None])
-            if self.input["dtype"] != np.float32:
-                x = np.clip(np.round(x / in_scale + in_zero), np.iinfo(self.input["dtype"]).min,
-                            np.iinfo(self.input["dtype"]).max).astype(self.input["dtype"])
-            self.interpreter.set_tensor(self.input["index"], x)
-            self.interpreter.invoke()
-            y = self.interpreter.get_tensor(self.output["index"])
-            if self.output["dtype"] != np.float32:
-                y = (y.astype(np.float32) - out_zero) * out_scale
-            results.append(y[0, ..., 0])
-        return np.stack(results)
+        return self.engine.predict_crops(crops_uint8)
 
 
 class TeacherMethod:
@@ -273,40 +245,23 @@ def plot_results(report: Dict[str, object], png_path: Path) -> None:
     plt.close(fig)
 
 
-def _quantized_method(name: str, quantized, tflite_dir: Optional[Path]):
-    """MCT's quantized model (as `make rpk` builds it) or MCT's INT8 TFLite export of it."""
-    from .quantize import export_int8_tflite
-
-    if name == "quantized":
-        return KerasMethod("picosam-mct", quantized)
-    path = export_int8_tflite(quantized, Path(tflite_dir or "build") / "picosam_int8.tflite")
-    return TfliteMethod("picosam-tflite-int8", path)
+# Method name -> (engine kind, the name results are reported under).
+PICOSAM_METHODS = {"float": ("float", "picosam-float"), "quantized": ("quantized", "picosam-mct"),
+                   "tflite": ("tflite", "picosam-tflite-int8")}
 
 
-def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher_spec: Optional[str],
-                  tflite_dir: Optional[Path] = None) -> List:
-    """``float``, ``quantized``, ``tflite`` (PicoSAM from the checkpoint), ``box``, ``grabcut``, ``teacher``."""
-    from .checkpoint import default_checkpoint, load_model, read_checkpoint
+def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher_spec: Optional[str]) -> List:
+    """``float``, ``quantized``, ``tflite`` (PicoSAM from the checkpoint; the quantized two as
+    ``make rpk`` builds them, cached), ``box``, ``grabcut``, ``teacher``."""
+    from .engines import load_engine
+    from .resolve import resolve_checkpoint
 
     methods: List = []
-    model = quantized = None
-    if any(n in ("float", "quantized", "tflite") for n in names):
-        ckpt = read_checkpoint(Path(checkpoint_path)) if checkpoint_path else default_checkpoint()
-        if ckpt is None:
-            raise PicosamError("no checkpoint given and none ships with this copy (--checkpoint)")
-        model = load_model(ckpt)
+    ckpt = resolve_checkpoint(checkpoint_path) if any(n in PICOSAM_METHODS for n in names) else None
     for name in names:
-        if name == "float":
-            methods.append(KerasMethod("picosam-float", model))
-        elif name in ("quantized", "tflite"):
-            if quantized is None:  # quantize once when both are asked for
-                from .calibration import load_crops
-                from .quantize import quantize_model
-                from .toolchain import installed_version, tpc_version_for_converter
-
-                tpc = tpc_version_for_converter(installed_version("imx500-converter"))
-                quantized = quantize_model(model, load_crops("calibration").images, tpc_version=tpc)
-            methods.append(_quantized_method(name, quantized, tflite_dir))
+        if name in PICOSAM_METHODS:
+            kind, reported = PICOSAM_METHODS[name]
+            methods.append(CropMethod(reported, load_engine(ckpt, kind, num_threads=2)))
         elif name == "box":
             methods.append(BoxMethod())
         elif name == "grabcut":

@@ -272,13 +272,15 @@ def _train(sources, out_dir: Path, state_dir: Path, config: TrainConfig, strateg
            provenance_details, progress: bool) -> TrainResult:
     from tqdm import tqdm
 
-    from .checkpoint import Provenance, load_model, read_checkpoint, save_checkpoint, sha256_of
+    from .checkpoint import Provenance, load_model, save_checkpoint
+    from .hashing import sha256_of
     from .model import build_model
+    from .resolve import resolve_checkpoint
 
     initialised_from = None
     with strategy.scope():
         if init_checkpoint is not None:
-            start = read_checkpoint(Path(init_checkpoint))
+            start = resolve_checkpoint(Path(init_checkpoint))  # the front door: .weights.h5, a folder or a .pt
             model = load_model(start)
             # The start's own provenance is kept whole, so a chain of runs stays traceable.
             initialised_from = {"weights": start.weights_path.name, "sha256": start.weights_sha256,
