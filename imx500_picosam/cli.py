@@ -262,7 +262,8 @@ def teacher_fetch(name: str, teacher_dir: Path) -> None:
 def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_per_side: int,
                     max_per_image: Optional[int], limit: Optional[int], workers: int) -> None:
     """Find instances on unlabelled photos (automatic masks from a grid of clicks)."""
-    from .teacher import ProposalSettings, load_teacher, propose_instances
+    from .proposals import ProposalSettings, propose_instances
+    from .teacher import load_teacher
 
     paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     if not paths:
@@ -287,7 +288,8 @@ def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_
                   max_images: Optional[int]) -> None:
     """Precompute the teacher's 96x96 ROI logits (fp16) and score for every instance; resumable."""
     from .data import load_instances
-    from .teacher import TeacherCache, fill_cache, load_teacher
+    from .teacher import load_teacher
+    from .teacher_cache import TeacherCache, fill_cache
 
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
@@ -385,7 +387,7 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
     """Distil the teacher into PicoSAM (resumes from OUT/train_state)."""
     _quiet_tensorflow()
     from .data import load_instances
-    from .teacher import TeacherCache
+    from .teacher_cache import TeacherCache
     from .train import Source, TrainConfig, train
 
     count = len(annotations)
