@@ -416,7 +416,7 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
 @main.command("contact-sheet")
 @click.option("--annotations", type=click.Path(path_type=Path), required=True)
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Default: the shipped checkpoint.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
 @click.option("--count", type=click.IntRange(min=1, max=200), default=24, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_png", type=click.Path(path_type=Path), required=True, help="PNG to write.")
@@ -424,17 +424,14 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
                           out_png: Path) -> None:
     """Draw predicted masks next to the human ones on COUNT instances (a third per size)."""
     _quiet_tensorflow()
-    from .checkpoint import default_checkpoint, load_model, read_checkpoint
     from .contact_sheet import contact_sheet
     from .data import load_instances
-    from .geometry import to_model_range
+    from .engines import load_engine
+    from .resolve import resolve_checkpoint
 
     instances = load_instances(annotations, images_dir)
-    ckpt = read_checkpoint(Path(checkpoint)) if checkpoint else default_checkpoint()
-    if ckpt is None:
-        raise PicosamError("no checkpoint given and none ships with this copy (--checkpoint)")
-    model = load_model(ckpt)
-    ious = contact_sheet(instances, lambda crops: model(to_model_range(crops), training=False)[..., 0], out_png,
+    ckpt = resolve_checkpoint(checkpoint)
+    ious = contact_sheet(instances, load_engine(ckpt, "float").predict_crops, out_png,
                          count=count, seed=seed, title=f"{ckpt.weights_path.name} on {Path(annotations).name}: "
                                                        "green = human mask, magenta = prediction")
     click.echo(f"wrote {out_png}: {len(ious)} instances, mean crop IoU {100 * sum(ious) / len(ious):.1f}")

@@ -150,7 +150,8 @@ def example_stream(sources, config: TrainConfig, start_position: int) -> Iterato
     without replaying the ones before it, so a resumed run sees what an uninterrupted one
     would have seen.
     """
-    from .data import Augmentation, ImageCache, iterate_crops
+    from .data import Augmentation, iterate_crops
+    from .images import ImageCache
 
     augmentation = Augmentation(config.box_jitter, config.horizontal_flip, config.colour, config.copy_paste)
     # Every photo of a subset-sized set stays decoded for the whole run (a 640 px JPEG is
