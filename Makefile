@@ -35,7 +35,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	@sh .ci/ensure-java
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# The base install is the Pi's (no TensorFlow); the toolchain and training are extras.
+	$(BIN)/python -m pip install --quiet -e '.[build,train,dev]'
 	@# LVIS's reader. Its metadata asks for opencv-python (the GUI build), which would
 	@# overwrite opencv-python-headless's cv2; it works with the headless one.
 	$(BIN)/python -m pip install --quiet --no-deps lvis==0.5.3
@@ -53,7 +54,8 @@ rpk: setup
 	  $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(GPTQ),--gptq)
 
 # On a Raspberry Pi (imx500-tools installed): packerOut.zip -> network.rpk with intrinsics.
-package: setup
+# Like flash, it needs no toolchain, so a Pi never installs TensorFlow for it.
+package: $(BIN)/picosam
 	$(BIN)/picosam package --packer-out $(PACKER_OUT) --build $(BUILD) --inference-rate $(INFERENCE_RATE)
 
 # Deploy $(BUILD) to a Raspberry Pi over SSH: package there, smoke-test on the sensor,

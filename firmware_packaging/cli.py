@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +37,19 @@ def inspect_command(file: Path, as_json: bool) -> None:
     """Show FILE's firmware blocks, network_info, intrinsics and tensor facts."""
     with _user_errors():
         summary = summarize(read_rpk(file))
-    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+    click.echo(json.dumps(json_safe(summary), indent=2, allow_nan=False) if as_json else format_summary(summary))
+
+
+def json_safe(value: object) -> object:
+    """``value`` with every NaN or infinity (which JSON cannot hold, though Python's json
+    module reads and writes them) replaced by its name as a string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 @rpk_group.command("set-intrinsics")
@@ -102,6 +115,8 @@ def format_summary(summary: dict) -> str:
         _format_network_info(summary["network_info"]),
         _format_intrinsics(summary["intrinsics"]),
         _format_tensors(summary["input_tensor"], summary["output_tensors"]),
+        "\n".join(["verified:", *(f"  {item}" for item in summary["verified"]),
+                   "not verified:", *(f"  {item}" for item in summary["not_verified"])]),
     ]
     return "\n\n".join(sections)
 
@@ -129,7 +144,7 @@ def _format_network_info(network_info: dict[str, str]) -> str:
 
 
 def _format_intrinsics(intrinsics: dict | None) -> str:
-    return f"network_intrinsics: {json.dumps(intrinsics) if intrinsics is not None else 'none'}"
+    return f"network_intrinsics: {json.dumps(json_safe(intrinsics), allow_nan=False) if intrinsics is not None else 'none'}"
 
 
 def _format_tensors(input_tensor: dict, output_tensors: dict) -> str:

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import RpkError
+from .files import new_file_mode
 
 from .cpio import MAGIC as CPIO_MAGIC
 from .cpio import CpioArchive, CpioEntry, CpioFormatError, read_cpio
@@ -65,6 +66,23 @@ INTRINSICS_NAME = "network_intrinsics"
 TASKS = ("classification", "object detection", "pose estimation", "segmentation")
 # picamera2 only unpacks RGB and BGR input tensors, as three planes.
 THREE_PLANE_FORMATS = ("RGB", "BGR")
+# The IMX500 holds networks of a few MB (the vendor packages are 67 KB to 4.1 MB); a file
+# beyond this is not a network package and is refused before it is read.
+MAX_PACKAGE_BYTES = 64 << 20
+# Intrinsics are a flat object with a few nested ones; deeper JSON is refused.
+MAX_JSON_DEPTH = 32
+# What every one of the 17 packages in raspberrypi/imx500-models (and both fixtures) has:
+# flag byte 1 holds the number of blocks, flag byte 3 the block's 1-based number, and the
+# 28 footer bytes between the payload's last 16 bytes and the footer magic are zero.
+BLOCK_COUNT_FLAG_BYTE = 1
+BLOCK_NUMBER_FLAG_BYTE = 3
+FOOTER_RESERVED = slice(16, 44)  # within the 48 bytes after the payload
+# What the container does not let a reader check, said by ``rpk inspect``.
+NOT_VERIFIED = (
+    "firmware payload contents: the package carries no checksum or signature known here "
+    "(the 16 footer bytes after each payload are not an MD5/SHA/CRC of it), so a changed "
+    "payload byte is only caught by the camera"
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,7 @@ def _parse_package(path: Path, data: bytes) -> RpkPackage:
     blocks = _read_blocks(path, data)
     cpio_offset = blocks[-1].offset + blocks[-1].framed_size
     archive = _read_archive(path, data, cpio_offset)
+    _check_block_flags(path, blocks)
     members = _members_by_name(path, archive)
     if NETWORK_INFO_NAME not in members:
         raise _error(path, f"the CPIO archive at offset {cpio_offset} holds no {NETWORK_INFO_NAME}")
@@ -120,10 +139,33 @@ def _parse_package(path: Path, data: bytes) -> RpkPackage:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The whole file, if it is a regular file of at most :data:`MAX_PACKAGE_BYTES`.
+
+    Opened without blocking (a FIFO would wait for a writer forever) and checked with
+    ``fstat`` before anything is read, so ``/dev/zero`` or a huge file is one line.
+    """
+    import stat
+
     try:
-        return path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as err:
         raise _error(path, f"cannot read: {err.strerror or err}") from err
+    except ValueError as err:  # a NUL byte in the name
+        raise _error(path, f"cannot read: {err}") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _error(path, "not a regular file (a device, FIFO or folder); refusing to read it")
+        if info.st_size > MAX_PACKAGE_BYTES:
+            raise _error(path, f"{info.st_size:,} bytes, more than any IMX500 network package "
+                               f"(at most {MAX_PACKAGE_BYTES:,}); refusing to read it")
+        try:
+            data = handle.read(MAX_PACKAGE_BYTES + 1)
+        except OSError as err:
+            raise _error(path, f"cannot read: {err.strerror or err}") from err
+    if len(data) > MAX_PACKAGE_BYTES:
+        raise _error(path, f"grew past {MAX_PACKAGE_BYTES:,} bytes while being read; refusing it")
+    return data
 
 
 def _error(path: Path, message: str) -> RpkError:
@@ -144,6 +186,14 @@ def _read_blocks(path: Path, data: bytes) -> list[FirmwareBlock]:
     return blocks
 
 
+def _check_block_flags(path: Path, blocks: list[FirmwareBlock]) -> None:
+    for block in blocks:
+        count, number = block.flags[BLOCK_COUNT_FLAG_BYTE], block.flags[BLOCK_NUMBER_FLAG_BYTE]
+        if count != len(blocks) or number != block.index + 1:
+            raise _error(path, f"firmware block {block.index} at offset {block.offset}: its flags say block "
+                               f"{number} of {count}, but it is block {block.index + 1} of {len(blocks)}")
+
+
 def _read_block(path: Path, data: bytes, index: int, offset: int) -> FirmwareBlock:
     remaining = len(data) - offset
     if remaining < BLOCK_HEADER_SIZE:
@@ -162,6 +212,12 @@ def _read_block(path: Path, data: bytes, index: int, offset: int) -> FirmwareBlo
     if footer != FOOTER_MAGIC:
         raise _error(path, f"firmware block {index} at offset {offset}: footer magic at offset {footer_at} "
                            f"is {footer!r}, not '3695'")
+    after_payload = offset + BLOCK_HEADER_SIZE + payload_size
+    reserved = data[after_payload:after_payload + FOOTER_MAGIC_OFFSET - BLOCK_HEADER_SIZE][FOOTER_RESERVED]
+    if any(reserved):
+        raise _error(path, f"firmware block {index} at offset {offset}: footer bytes "
+                           f"{after_payload + FOOTER_RESERVED.start}-{after_payload + FOOTER_RESERVED.stop - 1} "
+                           f"are not zero")
     return block
 
 
@@ -206,13 +262,34 @@ def _parse_network_info(path: Path, raw: bytes) -> dict[str, str]:
 def _parse_intrinsics(path: Path, entry: CpioEntry | None) -> dict | None:
     if entry is None:
         return None
-    try:
-        intrinsics = json.loads(entry.data)
-    except ValueError as err:
-        raise _error(path, f"{INTRINSICS_NAME} is not valid JSON: {err}") from None
+    intrinsics = _json_loads(path, entry.data, INTRINSICS_NAME)
     if not isinstance(intrinsics, dict):
         raise _error(path, f"{INTRINSICS_NAME} must be a JSON object, not {_json_type(intrinsics)}")
     return intrinsics
+
+
+def _json_loads(path: Path, text: str | bytes, what: str) -> Any:
+    """``json.loads`` whose every failure (syntax, nesting, huge integers) is one line."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _error(path, f"{what} is nested deeper than this reader follows") from None
+    except ValueError as err:
+        raise _error(path, f"{what} is not valid JSON: {str(err)[:120]}") from None
+    if _json_depth(value) > MAX_JSON_DEPTH:
+        raise _error(path, f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _json_depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def summarize(pkg: RpkPackage) -> dict:
@@ -234,6 +311,13 @@ def summarize(pkg: RpkPackage) -> dict:
         "intrinsics": pkg.intrinsics,
         "input_tensor": _input_tensor_facts(pkg),
         "output_tensors": _output_tensor_facts(pkg),
+        "verified": [
+            "block framing (header and footer magic, sizes within the file)",
+            "block flags (number of blocks, block numbers) and zero footer bytes",
+            "CPIO archive structure, member names and zero padding",
+            f"{NETWORK_INFO_NAME} as key=value ASCII, {INTRINSICS_NAME} as JSON",
+        ],
+        "not_verified": [NOT_VERIFIED],
     }
 
 
@@ -279,6 +363,10 @@ def _signed(value: int, bits: int) -> int:
 def _output_tensor_facts(pkg: RpkPackage) -> dict:
     """What ``network_info.txt`` declares about outputs (picamera2 itself ignores these keys)."""
     count = _info_int(pkg, "outputTensorNum")
+    if count is not None and not 0 <= count <= len(pkg.network_info):
+        # Each output is described by keys of network_info.txt; more outputs than keys is not a package.
+        raise _error(pkg.path, f"{NETWORK_INFO_NAME}: outputTensorNum={count} but the file has only "
+                               f"{len(pkg.network_info)} keys")
     tensors = [
         {
             "index": number,
@@ -398,14 +486,10 @@ def load_intrinsics_json(path: str | os.PathLike) -> dict:
     """Read and validate an intrinsics JSON file; any problem is one line naming the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise _error(path, f"cannot read: {getattr(err, 'strerror', None) or err}") from err
-    try:
-        value = json.loads(text)
-    except ValueError as err:
-        raise _error(path, f"not valid JSON: {err}") from None
-    return validate_intrinsics(value, str(path))
+        text = _read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _error(path, f"cannot read: {err}") from None
+    return validate_intrinsics(_json_loads(path, text, "intrinsics JSON"), str(path))
 
 
 def write_with_intrinsics(src: str | os.PathLike, dst: str | os.PathLike, intrinsics: dict) -> None:
@@ -444,6 +528,7 @@ def _write_verified(dst: Path, data: bytes, verify: Callable[[Path], None]) -> N
             handle.flush()
             os.fsync(handle.fileno())
         verify(temporary)
+        os.chmod(temporary, new_file_mode())  # as a new file would get it, not mkstemp's 0600
         os.replace(temporary, dst)
     finally:
         temporary.unlink(missing_ok=True)

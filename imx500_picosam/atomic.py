@@ -6,12 +6,163 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, List, Union
+
+from firmware_packaging.files import current_umask, new_file_mode
+
+from .errors import PicosamError
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+# Temporary names carry at most this much of the final name, so that a final name near the
+# file system's limit (255 bytes) still leaves room for the temporary one.
+TEMP_NAME_KEEP = 64
+
+
+def check_target(final: PathLike) -> Path:
+    """Refuse, before any work is done, an output path that cannot become a file: an
+    existing folder, or a name longer than its file system allows."""
+    final = Path(final)
+    try:
+        limit = os.pathconf(_existing_ancestor(final.parent), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    length = len(os.fsencode(final.name))
+    if length > limit:
+        raise PicosamError(f"{final.parent / final.name[:40]}…: file name of {length} bytes, longer than the "
+                           f"{limit} its file system allows")
+    try:
+        is_folder = final.is_dir()
+    except (OSError, ValueError) as err:  # a path too long in total, a NUL byte
+        raise PicosamError(f"{str(final)[:80]}: cannot write there: {getattr(err, 'strerror', None) or err}") from None
+    if is_folder:
+        raise PicosamError(f"{final}: is a folder; give the output a file name")
+    return final
+
+
+def _existing_ancestor(folder: Path) -> Path:
+    for candidate in (folder, *folder.parents):
+        try:
+            if candidate.is_dir():
+                return candidate
+        except (OSError, ValueError):
+            continue
+    return Path(".")
+
+
+# Temporary names: ".<final name>.picosam<writer pid>.<mkstemp's 8 characters>.tmp<suffix>".
+# Before the pid was part of the name they were ".<final name>.<8 characters>.tmp<suffix>".
+_TEMPORARY = re.compile(r"^\..+\.picosam(?P<pid>\d+)\.[a-z0-9_]{8}(\.old)?\.tmp(\.[A-Za-z0-9_]+)*$")
+_LEGACY_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9_]+)*$")
+# A temporary whose writer is gone is removed once it is this old (a writer on another
+# machine sharing the folder has another pid space); any temporary once it is STALE_AFTER old.
+DEAD_WRITER_GRACE_S = 60
+STALE_AFTER_S = 3600
+_swept: set = set()
+
+
+def _temporary_prefix(final: Path) -> str:
+    return f".{final.name[:TEMP_NAME_KEEP]}.picosam{os.getpid()}."
+
+
+def sweep_stale_temporaries(folder: PathLike) -> List[Path]:
+    """Remove the temporaries a killed run of ours left in ``folder``; returns what went.
+
+    Only names of our own pattern are touched, and only when their writer process is gone
+    (and a minute has passed) or they are over an hour old. Each folder is swept once per
+    process, so writing thousands of files into one folder costs one listing.
+    """
+    import time
+
+    folder = Path(folder)
+    key = str(folder.resolve()) if folder.exists() else None
+    if key is None or key in _swept:
+        return []
+    _swept.add(key)
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match is None and not _LEGACY_TEMPORARY.match(entry.name):
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        writer_gone = match is not None and not _process_alive(int(match["pid"]))
+        if not (age > STALE_AFTER_S or (writer_gone and age > DEAD_WRITER_GRACE_S)):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists but is not ours to signal, or cannot tell: keep its files
+    return True
+
+
+def _cannot_write(final: Path, err: OSError) -> PicosamError:
+    return PicosamError(f"{final}: cannot write: {err.strerror or err.__class__.__name__}")
+
+
+@contextlib.contextmanager
+def temporary_beside(final: PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a fresh temporary file path beside ``final``; whatever is left of it is removed
+    on the way out. :func:`publish` it to make it ``final``."""
+    final = check_target(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temporaries(final.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(final), suffix=f".tmp{suffix}", dir=final.parent)
+    except OSError as err:
+        raise _cannot_write(final, err) from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def publish(tmp: Path, final: PathLike) -> None:
+    """Rename the finished ``tmp`` over ``final`` durably (its data synced first).
+
+    ``mkstemp`` creates files readable by their owner only; the artefact gets the mode any
+    newly created file would get (0666 less the umask), as ``open(final, "w")`` gives it.
+    """
+    final = Path(final)
+    os.chmod(tmp, new_file_mode())
+    _fsync_file(tmp)
+    try:
+        os.replace(tmp, final)
+    except OSError as err:  # a folder appeared under the name, a read-only file system, ...
+        raise _cannot_write(final, err) from None
+    _fsync_folder(final.parent)
 
 
 @contextlib.contextmanager
@@ -20,19 +171,9 @@ def atomic_path(final: PathLike, suffix: str = "") -> Iterator[Path]:
 
     ``suffix`` keeps tools happy that insist on a file extension (``.keras``, ``.h5``).
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with temporary_beside(final, suffix) as tmp:
         yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, final)
-        _fsync_folder(final.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        publish(tmp, final)
 
 
 def _fsync_file(path: Path) -> None:
@@ -57,18 +198,49 @@ def _fsync_folder(folder: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(final: PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces ``final`` only if the block succeeds."""
+    """Yield a fresh temporary directory that replaces ``final`` only if the block succeeds.
+
+    The old ``final`` is never deleted before the new one is in place: on Linux the two
+    are swapped in one step (``renameat2(RENAME_EXCHANGE)``), elsewhere the old one is
+    renamed aside first; only then is it removed.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    sweep_stale_temporaries(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final), suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700, as mkdir would have made it
+        if final.exists() and _exchange(tmp, final):
+            _fsync_folder(final.parent)
+            shutil.rmtree(tmp)  # now the old folder
+            return
         if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+            aside = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final), suffix=".old.tmp", dir=final.parent))
+            os.replace(final, aside / final.name)
+            os.replace(tmp, final)
+            _fsync_folder(final.parent)
+            shutil.rmtree(aside)
+        else:
+            os.replace(tmp, final)
+            _fsync_folder(final.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)
+    return result == 0
 
 
 def replace_symlink(link: PathLike, target: str) -> None:

@@ -20,7 +20,9 @@ from .geometry import crop_to_model_input, roi_from_box, to_model_range
 from .hashing import sha256_json, sha256_of
 from .images import load_image_rgb
 
-DEFAULT_CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration_data"
+# Inside the package, so an installed wheel has it; in a checkout this is a symlink to the
+# top-level calibration_data/ (see setup.cfg's package_data).
+DEFAULT_CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration_data"
 MIN_BOX_FRACTION, MAX_BOX_FRACTION = 0.15, 0.75
 MAX_ASPECT = 2.0
 

@@ -8,11 +8,12 @@ with the weights' sha256, so a build can never present random weights as a train
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
-from .atomic import atomic_path, write_json
 from .errors import PicosamError
 from .hashing import sha256_of
 
@@ -21,9 +22,9 @@ WEIGHTS_SUFFIX = ".weights.h5"
 PROVENANCE_KINDS = ("trained", "imported", "initialised")
 INPUT_CONTRACT = "RGB float32 in [0, 1) (uint8 / 256), 96x96x3, no normalisation"
 OUTPUT_CONTRACT = "mask logits 96x96x1 (mask = logit > 0)"
-# The trained checkpoint that ships with the package: what every command uses when no
-# --checkpoint is given (see imx500_picosam.resolve, and docs/results.md for how it was made).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "picosam3_minisam.weights.h5"
+# The trained checkpoint that ships with the package and that builds, the predictor and
+# the emulator use when no checkpoint is named (see docs/results.md for how it was made).
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "picosam3_coco.weights.h5"
 
 
 @dataclass
@@ -56,7 +57,7 @@ def sidecar_path_for(weights_path: Path) -> Path:
 
 
 def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkpoint:
-    """Save ``model``'s weights and sidecar atomically; returns the loaded description."""
+    """Save ``model``'s weights and sidecar atomically as a pair; returns the loaded description."""
     from .model import count_parameters, has_input_normalisation
 
     weights_path = Path(weights_path)
@@ -64,10 +65,9 @@ def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkp
         raise PicosamError(f"{weights_path}: checkpoint weights must be named *{WEIGHTS_SUFFIX}")
     if provenance.kind not in PROVENANCE_KINDS:
         raise PicosamError(f"provenance '{provenance.kind}' is not one of {PROVENANCE_KINDS}")
-    with atomic_path(weights_path, suffix=WEIGHTS_SUFFIX) as tmp:
-        model.save_weights(str(tmp))
-        digest = sha256_of(tmp)
-        checkpoint = Checkpoint(
+
+    def describe(digest: str) -> Checkpoint:
+        return Checkpoint(
             weights_path=weights_path,
             architecture=model.name,
             provenance=provenance,
@@ -75,8 +75,59 @@ def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkp
             parameters=count_parameters(model),
             input_normalisation=has_input_normalisation(model),
         )
-        write_json(checkpoint.sidecar_path, _sidecar(checkpoint))
+
+    return write_pair(weights_path, lambda tmp: model.save_weights(str(tmp)), describe)
+
+
+def previous_weights_path(weights_path: Path) -> Path:
+    """Where the pair being replaced is kept while a save switches to the new one."""
+    return weights_path.with_name(f".{sidecar_path_for(weights_path).stem}.previous{WEIGHTS_SUFFIX}")
+
+
+def write_pair(weights_path: Path, write_weights: Callable[[Path], None],
+               describe: Callable[[str], Checkpoint]) -> Checkpoint:
+    """Replace the pair at ``weights_path`` so that at every instant a valid pair can be read.
+
+    A weights file and its sidecar cannot be renamed together in one step. So both new
+    files are written completely under temporary names first; if an old valid pair
+    exists, it is kept (hard links, else a copy) as ``.NAME.previous.*``; then the two
+    renames; then the kept pair is dropped. A run killed between the two renames leaves a
+    mismatched pair, and :func:`read_checkpoint` then reads the kept previous pair.
+    """
+    from .atomic import publish, temporary_beside
+
+    sidecar = sidecar_path_for(weights_path)
+    with temporary_beside(weights_path, suffix=WEIGHTS_SUFFIX) as tmp_weights, \
+            temporary_beside(sidecar, suffix=".json") as tmp_sidecar:
+        write_weights(tmp_weights)
+        checkpoint = describe(sha256_of(tmp_weights))
+        tmp_sidecar.write_text(json.dumps(_sidecar(checkpoint), indent=2) + "\n")
+        _keep_previous_pair(weights_path)
+        publish(tmp_weights, weights_path)
+        publish(tmp_sidecar, sidecar)
+    _drop_previous_pair(weights_path)
     return checkpoint
+
+
+def _keep_previous_pair(weights_path: Path) -> None:
+    previous = previous_weights_path(weights_path)
+    try:
+        _read_pair(weights_path)
+    except PicosamError:
+        return  # no valid pair now: whatever previous pair an interrupted save kept stays
+    _drop_previous_pair(weights_path)
+    for source, target in ((weights_path, previous), (sidecar_path_for(weights_path), sidecar_path_for(previous))):
+        try:
+            os.link(source, target)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(source, target)
+
+
+def _drop_previous_pair(weights_path: Path) -> None:
+    previous = previous_weights_path(weights_path)
+    for path in (sidecar_path_for(previous), previous):  # the sidecar first: no half pair looks valid
+        if path.exists():
+            path.unlink()
 
 
 def _sidecar(checkpoint: Checkpoint) -> Dict[str, Any]:
@@ -94,9 +145,26 @@ def _sidecar(checkpoint: Checkpoint) -> Dict[str, Any]:
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
-    """Read and verify a checkpoint given by its weights file or its sidecar."""
+    """Read and verify a checkpoint given by its weights file or its sidecar.
+
+    Where the pair does not verify but a save was interrupted while switching pairs, the
+    previous pair it kept (``.NAME.previous.*``) is read instead.
+    """
     path = Path(path)
     weights_path = path.with_name(path.stem + WEIGHTS_SUFFIX) if path.suffix == ".json" else path
+    try:
+        return _read_pair(weights_path)
+    except PicosamError:
+        previous = previous_weights_path(weights_path)
+        if previous.is_file():
+            try:
+                return _read_pair(previous)
+            except PicosamError:
+                pass
+        raise
+
+
+def _read_pair(weights_path: Path) -> Checkpoint:
     sidecar = sidecar_path_for(weights_path)
     if not weights_path.is_file():
         raise PicosamError(f"{weights_path}: checkpoint weights file not found")
@@ -109,17 +177,20 @@ def read_checkpoint(path: Path) -> Checkpoint:
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
         raise PicosamError(f"{sidecar}: not an imx500-picosam checkpoint sidecar (format {SIDECAR_FORMAT})")
     provenance = meta.get("provenance") or {}
-    if provenance.get("kind") not in PROVENANCE_KINDS:
+    if not isinstance(provenance, dict) or provenance.get("kind") not in PROVENANCE_KINDS:
         raise PicosamError(f"{sidecar}: provenance kind must be one of {PROVENANCE_KINDS}")
     digest = sha256_of(weights_path)
     if digest != meta.get("weights_sha256"):
         raise PicosamError(f"{weights_path}: sha256 {digest[:12]}… does not match its sidecar")
+    parameters = meta.get("parameters", 0)
+    if not isinstance(parameters, int) or isinstance(parameters, bool):
+        raise PicosamError(f"{sidecar}: parameters is {str(parameters)[:20]!r}, not an integer")
     return Checkpoint(
         weights_path=weights_path,
         architecture=str(meta.get("architecture")),
         provenance=Provenance(kind=provenance["kind"], details=provenance.get("details", {})),
         weights_sha256=digest,
-        parameters=int(meta.get("parameters", 0)),
+        parameters=parameters,
         input_normalisation=bool(meta.get("input_normalisation", False)),
     )
 

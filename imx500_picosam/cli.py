@@ -1,7 +1,8 @@
 """The ``picosam`` command line.
 
-TensorFlow is imported inside the commands that need it, so ``picosam rpk ...`` and
-``picosam package`` start instantly and work on a Raspberry Pi without TensorFlow.
+TensorFlow is imported inside the commands that need it, so ``picosam rpk ...``,
+``package``, ``flash`` and ``demo --rpk`` start instantly and work on a Raspberry Pi's base
+install; the others say which extra to install (:mod:`imx500_picosam.extras`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import click
 
@@ -18,13 +19,21 @@ from .errors import PicosamError, UserError
 
 class _Group(click.Group):
     """Turns every one-line error (:class:`PicosamError`, the RPK tools' ``RpkError``) into
-    ``error: <one line>`` and exit code 1."""
+    ``error: <one line>`` and exit code 1, and a missing optional package (TensorFlow on a
+    Pi's base install) into the extra to install."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as err:
             raise click.ClickException(str(err)) from None
+        except ModuleNotFoundError as err:
+            from .extras import missing_extra_error
+
+            hint = missing_extra_error(err)
+            if hint is None:
+                raise
+            raise click.ClickException(str(hint)) from None
 
 
 class _Option(click.Option):
@@ -127,12 +136,15 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
     import numpy as np
     from PIL import Image
 
-    from .atomic import atomic_path
+    from .atomic import atomic_path, check_target
     from .geometry import parse_box
     from .images import load_image_rgb
     from .predictor import Predictor
     from .resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
 
+    for target in (mask_path, logits_path):
+        if target is not None:
+            check_target(target)  # before minutes of model loading, not after
     box_xywh = parse_box(box)
     image = load_image_rgb(image_path)
     ckpt = resolve_checkpoint(checkpoint)
@@ -413,6 +425,24 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
                f"{result.crops_per_second:.1f} crops/s; final loss {result.final_loss:.4f}; log {result.log_path}")
 
 
+@main.command("compare")
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--method", default="picosam-float", show_default=True, help="Method name as stored in the .jsonl files.")
+@click.option("--jitter", type=float, default=0.0, show_default=True)
+@click.option("--protocol", type=click.Choice(["crop", "full"]), default="crop", show_default=True)
+def compare_command(run_a: Path, run_b: Path, method: str, jitter: float, protocol: str) -> None:
+    """Paired difference of two `picosam evaluate` runs (their .jsonl files), e.g. two checkpoints."""
+    from .evaluate import compare_runs
+
+    r = compare_runs(run_a, run_b, method, jitter, protocol)
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    click.echo(f"A {run_a}: {pct(r['a']['miou'])} [{pct(r['a']['ci95'][0])}, {pct(r['a']['ci95'][1])}]")
+    click.echo(f"B {run_b}: {pct(r['b']['miou'])} [{pct(r['b']['ci95'][0])}, {pct(r['b']['ci95'][1])}]")
+    click.echo(f"A - B: {100 * r['diff']:+.1f} points [{100 * r['diff_ci95'][0]:+.1f}, {100 * r['diff_ci95'][1]:+.1f}] "
+               f"(95 % paired bootstrap), n = {r['n']}, {method}, jitter {jitter:g}, {protocol} protocol")
+
+
 @main.command("contact-sheet")
 @click.option("--annotations", type=click.Path(path_type=Path), required=True)
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
@@ -447,31 +477,61 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
 @click.option("--jitter", "jitters", default="0,0.1,0.3", show_default=True, help="Box jitter fractions.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
-@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="results JSON (a PNG plot beside it).")
+@click.option("--compare", "compare", multiple=True, metavar="A,B",
+              help="Paired-bootstrap interval of mIoU(A) - mIoU(B), method names as in --methods, e.g. float,box; "
+                   "repeat, or separate pairs with ';'.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
+              help="results JSON (a PNG plot and the per-instance JSON lines, .jsonl, beside it).")
+@click.option("--on-camera", is_flag=True, help="Also score --rpk on the IMX500 by tensor injection (Raspberry Pi only; "
+                                                 "needs dtoverlay=imx500,cam0,bypass-cache).")
+@click.option("--rpk", "rpk_path", type=click.Path(path_type=Path), default=None, help="With --on-camera: the network.rpk.")
 def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[Path], methods: str, teacher_spec: str,
-                     jitters: str, seed: int, max_images: Optional[int], out_path: Path) -> None:
+                     jitters: str, seed: int, max_images: Optional[int], compare: Sequence[str], out_path: Path,
+                     on_camera: bool = False, rpk_path: Optional[Path] = None) -> None:
     """Evaluate on COCO/LVIS-format data: paper (crop) and full-image protocols."""
     _quiet_tensorflow()
     from .atomic import write_json
     from .data import load_instances
-    from .evaluate import build_methods, evaluate_methods, plot_results
+    from .evaluate import build_methods, evaluate_methods, format_figure, parse_compare, plot_results
 
+    if on_camera != (rpk_path is not None):
+        raise PicosamError("--on-camera and --rpk network.rpk go together")
     try:
         jitter_values = [float(j) for j in jitters.split(",") if j.strip()]
     except ValueError:
         raise PicosamError(f"--jitter '{jitters}': expected comma-separated fractions like 0,0.1,0.3") from None
+    method_names = [m.strip() for m in methods.split(",") if m.strip()]
+    pairs = parse_compare(compare, method_names)  # before the model loads: a typo costs nothing
+    out_path = Path(out_path)
+    per_instance_path = out_path.with_suffix(".jsonl")
+    plot_path = out_path.with_suffix(".png")
+    if len({out_path, per_instance_path, plot_path}) < 3 or Path(annotations) in (out_path, per_instance_path, plot_path):
+        raise PicosamError(f"--out {out_path}: name the summary .json; the .png and .jsonl beside it must be other files "
+                           "than it and the annotations")
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
-    built = build_methods([m.strip() for m in methods.split(",") if m.strip()], checkpoint, teacher_spec)
-    report = evaluate_methods(instances, built, jitter_values, seed=seed)
+    built = build_methods(method_names, checkpoint, teacher_spec)
+    if on_camera:
+        from .runtime.injection import OnCameraMethod
+
+        on_chip = OnCameraMethod(rpk_path, log=lambda line: click.echo(line, err=True))
+        click.get_current_context().call_on_close(on_chip.close)
+        built.append(on_chip)
+    report = evaluate_methods(instances, built, jitter_values, seed=seed, compare=pairs,
+                              per_instance_path=per_instance_path)
     write_json(out_path, report)
-    plot_path = Path(out_path).with_suffix(".png")
     plot_results(report, plot_path)
     for method, by_jitter in report["results"].items():
-        cells = "  ".join(f"jitter {float(j):.0%}: {100 * r['crop']['miou']:.1f} / {100 * r['full']['miou']:.1f}"
-                          for j, r in by_jitter.items())
-        click.echo(f"{method:22s} mIoU crop / full  {cells}")
-    click.echo(f"n = {report['instances']} instances; wrote {out_path} and {plot_path}")
+        for j, r in by_jitter.items():
+            click.echo(f"{method:20s} jitter {float(j):4.0%}  mIoU crop {format_figure(r['crop']['miou'], r['crop'])}"
+                       f"  full {format_figure(r['full']['miou'], r['full'])}")
+    for pair, by_jitter in report["comparisons"].items():
+        for j, r in by_jitter.items():
+            click.echo(f"{pair:20s} jitter {float(j):4.0%}  mIoU difference, points: crop {format_figure(r['diff'], r, True)}"
+                       f"  full {format_figure(r['full']['diff'], r['full'], True)}")
+    click.echo(f"n = {report['instances']} instances on {report['images']} images; intervals: 95 % bootstrap; "
+               f"wrote {out_path}, {plot_path} and {per_instance_path}")
+
 
 @main.command()
 @click.option("--host", "destination", required=True, metavar="USER@PI", help="SSH destination of the Raspberry Pi.")
@@ -508,6 +568,21 @@ def flash(destination: str, port: int, identity: Optional[Path], known_hosts: Op
     outcome = flashing.flash(plan, echo=lambda line: click.echo(line, err=True))
     for line in flashing.summary_lines(outcome):
         click.echo(line)
+
+
+@main.command()
+@click.option("--profile", type=click.Choice(["auto", "pi", "build", "all"]), default="auto", show_default=True,
+              help="Which checks: the camera Pi's, the build machine's (auto: the Pi's on a Raspberry Pi).")
+@click.option("--injection", is_flag=True, help="Also require the dtoverlay that `evaluate --on-camera` needs.")
+def doctor(profile: str, injection: bool) -> None:
+    """Check this machine: one line per check, OK or FAIL with the fix; exit 1 if any fails."""
+    from .doctor import System, run_checks
+
+    checks = run_checks(System(), profile, injection)
+    for check in checks:
+        click.echo(check.line())
+    if any(check.ok is False for check in checks):
+        raise SystemExit(1)
 
 
 def _register_rpk_tools() -> None:

@@ -9,7 +9,7 @@ prediction filled in magenta, and the crop IoU of the prediction and of the fill
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence
+from typing import List
 
 import numpy as np
 

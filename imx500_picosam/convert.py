@@ -21,6 +21,7 @@ from typing import Dict, List, Optional
 
 from .atomic import atomic_directory, atomic_path
 from .errors import PicosamError
+from .extras import install_hint
 from .toolchain import installed_version
 
 CONVERTER = "imxconv-tf"
@@ -168,7 +169,7 @@ def convert(keras_model: Path, output_dir: Path) -> ConversionResult:
     require_java()
     executable = find_converter()
     if executable is None:
-        raise PicosamError(f"{CONVERTER} not found on PATH (pip install 'imx500-converter[tf]==3.19.2')")
+        raise PicosamError(f"{CONVERTER} not found on PATH: the build toolchain is missing ({install_hint('build')})")
     log_path = output_dir.parent / f"{CONVERTER}.log"
     started = time.perf_counter()
     with atomic_directory(output_dir) as work:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import PicosamError
 from .geometry import Roi, crop_mask_to_model_input, crop_to_model_input, jitter_box, roi_from_box
-from .images import ImageCache
+from .images import ImageCache, image_size
 
 # COCO's object-size buckets, by mask area in pixels.
 SMALL_AREA = 32 * 32
@@ -100,6 +100,10 @@ def _read_annotation_json(path: Path) -> Dict[str, Any]:
             data = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise PicosamError(f"{path}: not valid JSON ({err.__class__.__name__})") from None
+    except (ValueError, RecursionError) as err:  # an integer of > 4300 digits, nesting too deep
+        raise PicosamError(f"{path}: not usable JSON ({err.__class__.__name__}: {str(err)[:80]})") from None
+    except OSError as err:
+        raise PicosamError(f"{path}: cannot read ({err.strerror or err.__class__.__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
         raise PicosamError(f"{path}: not a COCO/LVIS instances file (needs 'images' and 'annotations' lists)")
     if not data["images"]:
@@ -111,21 +115,23 @@ def _read_annotation_json(path: Path) -> Dict[str, Any]:
 
 def _detect_format(data: Dict[str, Any]) -> str:
     # LVIS v1 images carry coco_url and no file_name, and the file lists federated labels.
-    first_image = data["images"][0]
-    if "file_name" not in first_image and "coco_url" in first_image:
+    records = [img for img in data["images"][:10] if isinstance(img, dict)]
+    if records and "file_name" not in records[0] and "coco_url" in records[0]:
         return "lvis"
-    if any("not_exhaustive_category_ids" in img for img in data["images"][:10]):
+    if any("not_exhaustive_category_ids" in img for img in records):
         return "lvis"
     return "coco"
 
 
-def _image_path(images_dir: Path, image: Dict[str, Any]) -> Path:
-    name = image.get("file_name") or str(image.get("coco_url", "")).rsplit("/", 1)[-1]
+def _image_path(images_dir: Path, image: Dict[str, Any], name: str) -> Path:
     direct = images_dir / name
-    if direct.exists() or "coco_url" not in image:
+    if direct.exists() or not isinstance(image.get("coco_url"), str):
         return direct
     # LVIS v1 draws its images from COCO's train2017 and val2017 folders.
-    split = str(image["coco_url"]).rstrip("/").rsplit("/", 2)[-2]
+    parts = str(image["coco_url"]).rstrip("/").rsplit("/", 2)
+    split = parts[-2] if len(parts) == 3 else ""
+    if not split or split in (".", "..") or "\x00" in split:
+        return direct
     return images_dir / split / name
 
 
@@ -151,13 +157,40 @@ def _build_index(path: Path, data: Dict[str, Any], fmt: str):
     return api
 
 
+def _image_file_problem(path: Path, width: int, height: int) -> Optional[str]:
+    """Why the photo at ``path`` cannot back a ``width`` x ``height`` record, from its header alone."""
+    try:
+        if not path.is_file():
+            return "whose image file is missing"
+        if path.stat().st_size == 0:
+            return "whose image file is empty or not a readable image"
+    except (OSError, ValueError):
+        return "whose image file is missing"
+    try:
+        actual = image_size(path)
+    except PicosamError:
+        return "whose image file is empty or not a readable image"
+    if actual != (width, height):
+        return "whose image file's size differs from its image record"
+    return None
+
+
 def load_instances(
     annotations_path: Path,
     images_dir: Path,
     annotation_format: str = "auto",
     max_images: Optional[int] = None,
 ) -> InstanceSet:
-    """Read a COCO-format or LVIS v1 instances file; keep non-crowd instances with a mask."""
+    """Read a COCO-format or LVIS v1 instances file; keep non-crowd instances with a mask.
+
+    Every record is checked (:mod:`.annotations_check`) and every photo's header read
+    before pycocotools / lvis index anything: only usable records reach the index, so
+    decoding a mask later cannot crash or allocate without bound. Unusable records are
+    counted in :attr:`InstanceSet.skipped`; two annotations or images sharing an id are
+    an error, since one of them would silently take the other's mask.
+    """
+    from . import annotations_check as check
+
     annotations_path, images_dir = Path(annotations_path), Path(images_dir)
     if not images_dir.is_dir():
         raise PicosamError(f"{images_dir}: images folder not found")
@@ -165,22 +198,40 @@ def load_instances(
     fmt = _detect_format(data) if annotation_format == "auto" else annotation_format
     if fmt not in ("coco", "lvis"):
         raise PicosamError(f"annotation format '{annotation_format}' is not coco, lvis or auto")
-    api = _build_index(annotations_path, data, fmt)
 
-    images = {img["id"]: img for img in data["images"]}
+    skipped: Counter = Counter()
+    images: Dict[int, Dict[str, Any]] = {}
+    sizes: Dict[int, Tuple[int, int]] = {}
+    for image in data["images"]:
+        reason, size = check.check_image_record(image)
+        if reason:
+            skipped[reason] += 1
+            continue
+        if image["id"] in images:
+            raise PicosamError(f"{annotations_path}: image id {image['id']} is listed twice")
+        images[image["id"]], sizes[image["id"]] = image, size
     wanted = sorted(images)
     if max_images is not None:
         wanted = wanted[:max_images]
     wanted_set = set(wanted)
-    skipped: Counter = Counter()
+    seen_ids: set = set()
+    kept: List[Dict[str, Any]] = []
     instances: List[Instance] = []
-    existing: Dict[int, bool] = {}
+    image_paths: Dict[int, Path] = {}
+    file_problem: Dict[int, Optional[str]] = {}
     for ann in data["annotations"]:
-        image = images.get(ann.get("image_id"))
+        if not isinstance(ann, dict) or not check.is_int(ann.get("id")):
+            skipped["annotations without an integer id"] += 1
+            continue
+        if ann["id"] in seen_ids:
+            raise PicosamError(f"{annotations_path}: annotation id {ann['id']} is listed twice")
+        seen_ids.add(ann["id"])
+        image_id = ann.get("image_id")
+        image = images.get(image_id) if check.is_int(image_id) else None
         if image is None:
             skipped["with an unknown image id"] += 1
             continue
-        if image["id"] not in wanted_set:
+        if image_id not in wanted_set:
             continue
         if ann.get("iscrowd", 0):
             skipped["crowd regions"] += 1
@@ -188,30 +239,28 @@ def load_instances(
         if not ann.get("segmentation"):
             skipped["without a mask"] += 1
             continue
-        width, height = int(image.get("width", 0)), int(image.get("height", 0))
-        box = ann.get("bbox")
-        if not box or len(box) != 4:
-            skipped["without a box"] += 1
+        width, height = sizes[image_id]
+        if image_id not in file_problem:
+            image_paths[image_id] = _image_path(images_dir, image, check.image_file_name(image))
+            file_problem[image_id] = _image_file_problem(image_paths[image_id], width, height)
+        reason = file_problem[image_id] or check.check_annotation(ann, width, height)
+        if reason:
+            skipped[reason] += 1
             continue
-        x, y, w, h = (float(v) for v in box)
-        if not (w > 0 and h > 0 and x < width and y < height and x + w > 0 and y + h > 0):
-            skipped["with a box outside the image or of zero size"] += 1
-            continue
-        path = _image_path(images_dir, image)
-        if image["id"] not in existing:
-            existing[image["id"]] = path.is_file()
-        if not existing[image["id"]]:
-            skipped["whose image file is missing"] += 1
-            continue
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        kept.append(ann)
         instances.append(
             Instance(
-                image_id=int(image["id"]), annotation_id=int(ann["id"]), image_path=path,
+                image_id=image_id, annotation_id=ann["id"], image_path=image_paths[image_id],
                 image_width=width, image_height=height, box_xywh=(x, y, w, h),
-                area=float(ann.get("area") or w * h), category_id=int(ann.get("category_id", 0)),
+                area=float(ann.get("area") or w * h), category_id=ann["category_id"],
             )
         )
     if not instances:
         raise PicosamError(f"{annotations_path}: no usable instance ({', '.join(f'{n} {k}' for k, n in skipped.items()) or 'none listed'})")
+    # The index holds only checked records, with integer sizes; decoding needs no categories.
+    index_images = [dict(images[i], width=sizes[i][0], height=sizes[i][1]) for i in sorted({a["image_id"] for a in kept})]
+    api = _build_index(annotations_path, {"images": index_images, "annotations": kept, "categories": []}, fmt)
     return InstanceSet(annotations_path, images_dir, fmt, instances, skipped, api)
 
 
@@ -315,7 +364,11 @@ def iterate_crops(
     for position, index in enumerate(order):
         inst = instances.instances[index]
         rng = np.random.default_rng([seed, position])
-        image = images.get(inst.image_path)
+        try:
+            image = images.get(inst.image_path)
+        except PicosamError:  # its header read fine at load time, its pixels do not decode (now)
+            instances.skipped["whose image failed to decode mid-epoch"] += 1
+            continue
         mask = instances.decode_mask(inst)
         crop = crop_instance(image, mask, inst.box_xywh, augmentation.box_jitter, rng)
         example: Dict[str, Any] = {"image": crop.image, "mask": crop.mask, "annotation_id": inst.annotation_id}
@@ -326,8 +379,12 @@ def iterate_crops(
             example["teacher_score"] = entry.score
         if augmentation.copy_paste > 0 and count > 1 and rng.random() < augmentation.copy_paste:
             donor_inst = instances.instances[int(rng.integers(count))]
-            if donor_inst.image_id != inst.image_id:
-                donor_image = images.get(donor_inst.image_path)
+            try:
+                donor_image = images.get(donor_inst.image_path) if donor_inst.image_id != inst.image_id else None
+            except PicosamError:  # a donor photo that stopped decoding: no paste this time
+                instances.skipped["donor photos that failed to decode mid-epoch"] += 1
+                donor_image = None
+            if donor_image is not None:
                 donor = crop_instance(donor_image, instances.decode_mask(donor_inst), donor_inst.box_xywh)
                 example["image"], example["mask"], pasted = paste_object(crop, donor, rng)
                 if "teacher_logits" in example:

@@ -14,23 +14,33 @@ fixed seed per instance), and results are split by COCO object size. Every metho
 through the same code: PicoSAM float / MCT-quantized / INT8 TFLite, and the baselines
 ``box`` (the prompt box filled), ``grabcut`` (OpenCV, 5 iterations in the box) and any
 teacher.
+
+Prompts are run image by image whatever the annotation file's order, PicoSAM crops in
+batches; every (instance, method, jitter) goes to a JSON-lines file beside the summary, and
+every mIoU carries its n and a 95 % percentile-bootstrap interval over instances. Differences
+between two methods get paired-bootstrap intervals (the same resampled instances for both).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .data import size_bucket
 from .errors import PicosamError
+from .geometry import Roi, crop_mask_to_model_input, jitter_box, roi_from_box
 from .metrics import mask_iou as iou  # evaluate.iou: the loop and its callers use this name
-from .geometry import Roi, crop_mask_to_model_input, jitter_box, paste_logits, roi_from_box
 
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2))
 DEFAULT_JITTERS = (0.0, 0.1, 0.3)
+# ``--methods`` names -> the names results are stored under.
+METHOD_NAMES = {"float": "picosam-float", "quantized": "picosam-mct", "tflite": "picosam-tflite-int8",
+                "box": "box", "grabcut": "grabcut", "teacher": "teacher"}
 
 
 @dataclass(frozen=True)
@@ -129,81 +139,146 @@ class GrabCutMethod:
 # ------------------------------------------------------------------ running
 
 
-def make_prompts(instances, jitter: float, seed: int = 0) -> List[Prompt]:
-    from .data import size_bucket
+def make_prompt(inst, jitter: float, seed: int = 0) -> Prompt:
+    """The prompt for one instance: its box jittered by a generator fixed by (seed, annotation, jitter),
+    so a prompt does not depend on the order instances are visited in."""
+    rng = np.random.default_rng([seed, inst.annotation_id, int(round(jitter * 1000))])
+    box = jitter_box(inst.box_xywh, jitter, rng)
+    roi = roi_from_box(box, inst.image_width, inst.image_height)
+    return Prompt(inst.annotation_id, inst.image_id, box, roi, size_bucket(inst.area))
 
-    prompts = []
-    for inst in instances.instances:
-        rng = np.random.default_rng([seed, inst.annotation_id, int(round(jitter * 1000))])
-        box = jitter_box(inst.box_xywh, jitter, rng)
-        roi = roi_from_box(box, inst.image_width, inst.image_height)
-        prompts.append(Prompt(inst.annotation_id, inst.image_id, box, roi, size_bucket(inst.area)))
-    return prompts
+
+def make_prompts(instances, jitter: float, seed: int = 0) -> List[Prompt]:
+    return [make_prompt(inst, jitter, seed) for inst in instances.instances]
+
+
+def _roi_iou(pred_in_roi: np.ndarray, truth_in_roi: np.ndarray, truth_area: int) -> float:
+    """Full-image IoU of a prediction that is background outside its ROI, from the ROI alone.
+
+    Equal to ``iou(pasted, truth)``: the union is |pred| + |truth| - |both|, and outside the
+    ROI only the truth has pixels, counted in ``truth_area``.
+    """
+    both = int(np.logical_and(pred_in_roi, truth_in_roi).sum())
+    union = int(pred_in_roi.sum()) + int(truth_area) - both
+    return both / union if union else 1.0
+
+
+def _logit_scores(logits: np.ndarray, roi: Roi, truth_crop: np.ndarray, truth_in_roi: np.ndarray,
+                  truth_area: int) -> Tuple[float, float]:
+    """Crop and full-image IoU of 96x96 logits for ``roi`` (the prediction is ``logit > 0``)."""
+    from .geometry import logits_to_roi_mask
+
+    return iou(logits > 0, truth_crop), _roi_iou(logits_to_roi_mask(logits, roi), truth_in_roi, truth_area)
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """One (instance, jitter) waiting for a batched PicoSAM call: its crop and what scores it,
+    never the full-resolution mask (memory stays bounded by the batch size)."""
+
+    position: int
+    jitter_index: int
+    roi: Roi
+    crop: np.ndarray  # (96, 96, 3) uint8
+    truth_crop: np.ndarray  # (96, 96) bool
+    truth_in_roi: np.ndarray  # (roi.height, roi.width) bool
+    truth_area: int
 
 
 def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DEFAULT_JITTERS, seed: int = 0,
-                     progress: bool = True) -> Dict[str, object]:
-    """Run every method on every (instance, jitter); returns the JSON-ready results."""
+                     progress: bool = True, compare: Sequence[Tuple[str, str]] = (), per_instance_path: Optional[Path] = None,
+                     batch_size: int = 32, resamples: int = 2000) -> Dict[str, object]:
+    """Run every method on every (instance, jitter); returns the JSON-ready results.
+
+    Instances are visited image by image whatever the file's order (COCO lists annotations
+    by id, not by image), so each photo is decoded once and a teacher encodes it once. The
+    PicoSAM crops of all instances and jitters are batched (``batch_size``, across images)
+    into one ``predict_crops`` call per method. Each full-resolution mask is decoded once and
+    dropped: only per-instance figures are kept, so memory does not grow with the dataset.
+    ``compare`` lists (A, B) method pairs whose mIoU difference gets a paired-bootstrap
+    interval; ``per_instance_path`` receives one JSON line per (instance, method, jitter).
+    """
     from tqdm import tqdm
 
-    from .images import ImageCache
+    from .images import load_image_rgb
     from .geometry import crop_to_model_input
 
-    keys = [f"{jitter:.2f}" for jitter in jitters]
-    per_method: Dict[str, Dict[str, Dict[str, List]]] = {
-        m.name: {key: {"crop": [], "full": [], "bucket": []} for key in keys} for m in methods
-    }
+    if not methods or not jitters:
+        raise PicosamError("evaluation needs at least one method and one box jitter")
+    names = [m.name for m in methods]
+    pairs = [(a, b, resolve_method_name(a, names), resolve_method_name(b, names)) for a, b in compare]
+    if len(set(names)) != len(names):
+        raise PicosamError(f"methods {names}: each method may be evaluated once")
+    grouped = instances.by_image()
+    order = [inst for group in grouped.values() for inst in group]
+    count, keys = len(order), [f"{jitter:.2f}" for jitter in jitters]
+    scores = {m.name: {p: np.full((count, len(jitters)), np.nan) for p in ("crop", "full")} for m in methods}
     seconds: Dict[str, float] = {m.name: 0.0 for m in methods}
-    images = ImageCache(capacity=4)
-    prompts_by_jitter = [make_prompts(instances, jitter, seed) for jitter in jitters]
-    total = len(jitters) * len(instances.instances)
-    bar = tqdm(total=total, desc="evaluate", unit="prompt", disable=not progress)
-    # Instance by instance, every jitter: each full-resolution mask is decoded once and
-    # dropped, so memory does not grow with the dataset (COCO val has 36k masks).
-    for index, inst in enumerate(instances.instances):
-        image = images.get(inst.image_path)
-        truth = instances.decode_mask(inst)
-        for key, prompts in zip(keys, prompts_by_jitter):
-            prompt = prompts[index]
-            truth_crop = crop_mask_to_model_input(truth, prompt.roi)
-            crop = crop_to_model_input(image, prompt.roi)
-            for method in methods:
-                started = time.perf_counter()
-                if method.kind == "full":
-                    full = method.predict_full(image, prompt)
-                    crop_pred = crop_mask_to_model_input(full, prompt.roi)
-                else:
-                    if hasattr(method, "predict_one"):
-                        logits = method.predict_one(image, prompt)
-                    else:
-                        logits = method.predict_crops(crop[None])[0]
-                    crop_pred = logits > 0
-                    full = paste_logits(logits, prompt.roi, image.shape[0], image.shape[1])
-                seconds[method.name] += time.perf_counter() - started
-                record = per_method[method.name][key]
-                record["crop"].append(iou(crop_pred, truth_crop))
-                record["full"].append(iou(full, truth))
-                record["bucket"].append(prompt.size_bucket)
-            bar.update(1)
+    batched = [m for m in methods if m.kind == "crop" and not hasattr(m, "predict_one")]
+    direct = [m for m in methods if m not in batched]
+    queue: List[_Queued] = []
+
+    def run_batched() -> None:
+        if not queue:
+            return
+        crops = np.stack([item.crop for item in queue])
+        for method in batched:
+            started = time.perf_counter()
+            logits = np.asarray(method.predict_crops(crops))
+            for item, item_logits in zip(queue, logits):
+                record = scores[method.name]
+                (record["crop"][item.position, item.jitter_index],
+                 record["full"][item.position, item.jitter_index]) = _logit_scores(
+                    item_logits, item.roi, item.truth_crop, item.truth_in_roi, item.truth_area)
+            seconds[method.name] += time.perf_counter() - started
+        queue.clear()
+
+    bar = tqdm(total=count * len(jitters), desc="evaluate", unit="prompt", disable=not progress)
+    position = 0
+    for group in grouped.values():
+        image = load_image_rgb(group[0].image_path)
+        if image.shape[:2] != (group[0].image_height, group[0].image_width):
+            raise PicosamError(f"{group[0].image_path}: image is {image.shape[1]}x{image.shape[0]} but "
+                               f"{instances.annotations_path} says {group[0].image_width}x{group[0].image_height}")
+        for inst in group:
+            truth = instances.decode_mask(inst)
+            truth_area = int(truth.sum())
+            for j, jitter in enumerate(jitters):
+                prompt = make_prompt(inst, jitter, seed)
+                roi = prompt.roi
+                truth_crop = crop_mask_to_model_input(truth, roi)
+                truth_in_roi = truth[roi.y0:roi.y1, roi.x0:roi.x1]
+                for method in direct:
+                    started = time.perf_counter()
+                    if method.kind == "full":
+                        full = method.predict_full(image, prompt)
+                        crop_score = iou(crop_mask_to_model_input(full, roi), truth_crop)
+                        full_score = iou(full, truth)
+                    else:  # a teacher: consecutive prompts on one image reuse its embedding
+                        crop_score, full_score = _logit_scores(method.predict_one(image, prompt), roi, truth_crop,
+                                                               truth_in_roi, truth_area)
+                    seconds[method.name] += time.perf_counter() - started
+                    scores[method.name]["crop"][position, j] = crop_score
+                    scores[method.name]["full"][position, j] = full_score
+                if batched:
+                    # A copy, so the queue does not keep the whole full-resolution mask alive.
+                    queue.append(_Queued(position, j, roi, crop_to_model_input(image, roi), truth_crop,
+                                         truth_in_roi.copy(), truth_area))
+                    if len(queue) >= batch_size:
+                        run_batched()
+                bar.update(1)
+            position += 1
+    run_batched()
     bar.close()
 
-    results: Dict[str, object] = {}
-    for name, by_jitter in per_method.items():
-        results[name] = {}
-        for key, record in by_jitter.items():
-            entry = {}
-            for protocol in ("crop", "full"):
-                values = np.asarray(record[protocol])
-                summary = summarise(values)
-                summary["by_size"] = {
-                    bucket: summarise(values[np.asarray(record["bucket"]) == bucket])
-                    for bucket in ("small", "medium", "large") if bucket in record["bucket"]
-                }
-                entry[protocol] = summary
-            results[name][key] = entry
-    return {
-        "instances": len(instances.instances),
-        "images": len(instances.image_ids()),
+    buckets = np.array([size_bucket(inst.area) for inst in order])
+    if per_instance_path is not None:
+        _write_per_instance(Path(per_instance_path), order, buckets, methods, jitters, scores)
+    results, comparisons = _summaries(scores, buckets, keys, pairs, seed, resamples)
+    total = count * len(jitters)
+    report = {
+        "instances": count,
+        "images": len(grouped),
         "annotations": str(instances.annotations_path),
         "jitters": [float(j) for j in jitters],
         "seed": seed,
@@ -211,9 +286,186 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
             "crop": "IoU inside the 96x96 ROI crop (paper); map = mean over t in 0.50..0.95 of the fraction with IoU >= t",
             "full": "IoU in the whole image, prediction pasted back into the ROI",
         },
+        "intervals": f"ci95: 2.5th-97.5th percentile of the mean over {resamples} bootstrap resamples of the instances "
+                     f"(seed {seed}); comparisons: mean per-instance difference A - B, paired (the same resampled "
+                     "instances for both methods), crop protocol at the top level, full-image under 'full'",
         "seconds_per_prompt": {name: s / max(1, total) for name, s in seconds.items()},
         "results": results,
+        "comparisons": comparisons,
     }
+    if per_instance_path is not None:
+        report["per_instance"] = str(per_instance_path)
+    return report
+
+
+def resolve_method_name(given: str, names: Sequence[str]) -> str:
+    """The stored name, among ``names``, of a method given by its ``--methods`` name or its stored name."""
+    for candidate in (given, METHOD_NAMES.get(given)):
+        if candidate in names:
+            return candidate
+    raise PicosamError(f"--compare: '{given}' is not among the evaluated methods ({', '.join(names)})")
+
+
+def parse_compare(values: Sequence[str], method_names: Sequence[str]) -> List[Tuple[str, str]]:
+    """``--compare`` values (``A,B``, several separated by ``;``) as pairs, each name checked
+    against the ``--methods`` list so a typo stops the run before any model loads."""
+    pairs = []
+    for text in (part for value in values for part in value.split(";") if part.strip()):
+        names = [name.strip() for name in text.split(",")]
+        if len(names) != 2 or not all(names):
+            raise PicosamError(f"--compare '{text}': expected two method names, e.g. float,box")
+        for name in names:
+            resolve_method_name(name, [METHOD_NAMES.get(m, m) for m in method_names])
+        pairs.append((names[0], names[1]))
+    return pairs
+
+
+def _write_per_instance(path: Path, order, buckets, methods, jitters, scores) -> None:
+    """One JSON line per (instance, method, jitter), written under a temporary name and renamed."""
+    import json
+
+    from .atomic import atomic_path
+
+    with atomic_path(path, suffix=".jsonl") as tmp, open(tmp, "w") as handle:
+        for position, inst in enumerate(order):
+            for method in methods:
+                record = scores[method.name]
+                for j, jitter in enumerate(jitters):
+                    handle.write(json.dumps({
+                        "image_id": inst.image_id, "annotation_id": inst.annotation_id, "method": method.name,
+                        "jitter": float(jitter), "crop_iou": float(record["crop"][position, j]),
+                        "full_iou": float(record["full"][position, j]), "size": str(buckets[position]),
+                    }) + "\n")
+
+
+def bootstrap_means(values: np.ndarray, resamples: int = 2000, seed=0) -> np.ndarray:
+    """Means of ``resamples`` bootstrap resamples of the rows of ``values`` (n,) or (n, k).
+
+    Every column is resampled with the same instances, so a difference of two columns gets
+    a paired interval. Vectorised: each resample is a row of draw counts, and the means are
+    one matrix product (in chunks, so memory stays bounded for COCO-sized n).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    single = values.ndim == 1
+    values = values[:, None] if single else values
+    n = values.shape[0]
+    if n == 0:
+        raise PicosamError("bootstrap of an empty set of instances")
+    rng = np.random.default_rng(seed)
+    means = np.empty((resamples, values.shape[1]))
+    chunk = max(1, min(resamples, 2_000_000 // n))
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        draws = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+        means[start:start + rows] = counts @ values / n
+    return means[:, 0] if single else means
+
+
+def percentile_interval(means: np.ndarray) -> np.ndarray:
+    """The 95 % percentile interval of bootstrap means, per column: shape (2,) or (2, k)."""
+    return np.percentile(means, [2.5, 97.5], axis=0)
+
+
+def read_per_instance(path: Path, method: str, jitter: float, protocol: str = "crop") -> Dict[int, float]:
+    """One method's per-instance IoUs at one jitter from a ``.jsonl`` that ``evaluate`` wrote."""
+    path = Path(path)
+    values: Dict[int, float] = {}
+    try:
+        with open(path) as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    row = json.loads(line)
+                    if row["method"] == method and abs(float(row["jitter"]) - jitter) < 1e-9:
+                        values[int(row["annotation_id"])] = float(row[f"{protocol}_iou"])
+                except (ValueError, KeyError, TypeError):
+                    raise PicosamError(f"{path}:{number}: not a per-instance line of picosam evaluate") from None
+    except FileNotFoundError:
+        raise PicosamError(f"{path}: per-instance file not found") from None
+    if not values:
+        raise PicosamError(f"{path}: no line for method '{method}' at jitter {jitter:g}")
+    return values
+
+
+def compare_runs(path_a: Path, path_b: Path, method: str = "picosam-float", jitter: float = 0.0,
+                 protocol: str = "crop", seed: int = 0, resamples: int = 2000) -> Dict[str, object]:
+    """Paired comparison of two evaluation runs (e.g. two checkpoints) on the same instances:
+    mIoU of each, and the difference A − B with its 95 % paired-bootstrap interval. The
+    prompts are seeded by annotation id and jitter, so two runs of the same file saw the
+    same boxes; runs over different instance sets are refused."""
+    a = read_per_instance(path_a, method, jitter, protocol)
+    b = read_per_instance(path_b, method, jitter, protocol)
+    if set(a) != set(b):
+        raise PicosamError(f"{path_a} and {path_b}: evaluated on different instances ({len(a)} vs {len(b)})")
+    ids = sorted(a)
+    values = np.array([[a[i], b[i]] for i in ids])
+    means = bootstrap_means(np.column_stack([values, values[:, 0] - values[:, 1]]), resamples, seed)
+    low, high = percentile_interval(means)
+    return {"n": len(ids), "method": method, "jitter": jitter, "protocol": protocol,
+            "a": {"miou": float(values[:, 0].mean()), "ci95": [float(low[0]), float(high[0])]},
+            "b": {"miou": float(values[:, 1].mean()), "ci95": [float(low[1]), float(high[1])]},
+            "diff": float(values[:, 0].mean() - values[:, 1].mean()), "diff_ci95": [float(low[2]), float(high[2])]}
+
+
+def _summaries(scores, buckets, keys, pairs, seed: int, resamples: int):
+    """Per method, jitter and protocol: mIoU, mAP, n and 95 % interval, overall and by size;
+    and the paired differences for ``pairs``. One bootstrap per population (all instances,
+    each size bucket), shared by every column, so comparisons are paired."""
+    columns, labels = [], []
+    for name, by_protocol in scores.items():
+        for j, key in enumerate(keys):
+            for protocol in ("crop", "full"):
+                columns.append(by_protocol[protocol][:, j])
+                labels.append(("score", name, key, protocol))
+    for a_given, b_given, a, b in pairs:
+        for j, key in enumerate(keys):
+            for protocol in ("crop", "full"):
+                columns.append(scores[a][protocol][:, j] - scores[b][protocol][:, j])
+                labels.append(("diff", f"{a_given}-{b_given}", key, protocol))
+    matrix = np.stack(columns, axis=1)
+    if np.isnan(matrix).any():
+        raise PicosamError("evaluation left a prompt without a score (a method returned fewer results than crops)")
+    populations = {"all": np.ones(len(buckets), dtype=bool)}
+    populations.update({bucket: buckets == bucket for bucket in ("small", "medium", "large") if (buckets == bucket).any()})
+    figures: Dict[str, Dict[tuple, dict]] = {}
+    for population, chosen in populations.items():
+        part = matrix[chosen]
+        stream = ("all", "small", "medium", "large").index(population)  # one resampling stream per population
+        low, high = percentile_interval(bootstrap_means(part, resamples, seed=[seed, stream]))
+        figures[population] = {}
+        for k, label in enumerate(labels):
+            ci95 = [float(low[k]), float(high[k])]
+            if label[0] == "score":
+                figures[population][label] = {**summarise(part[:, k]), "ci95": ci95}
+            else:
+                figures[population][label] = {"diff": float(part[:, k].mean()), "ci95": ci95, "n": int(part.shape[0])}
+    sizes = [p for p in populations if p != "all"]
+    results: Dict[str, object] = {}
+    for name in scores:
+        results[name] = {}
+        for key in keys:
+            entry = {}
+            for protocol in ("crop", "full"):
+                label = ("score", name, key, protocol)
+                entry[protocol] = {**figures["all"][label], "by_size": {s: figures[s][label] for s in sizes}}
+            results[name][key] = entry
+    comparisons: Dict[str, object] = {}
+    for a_given, b_given, _, _ in pairs:
+        pair = f"{a_given}-{b_given}"
+        comparisons[pair] = {}
+        for key in keys:
+            crop, full = ("diff", pair, key, "crop"), ("diff", pair, key, "full")
+            comparisons[pair][key] = {**figures["all"][crop], "protocol": "crop",
+                                      "by_size": {s: figures[s][crop] for s in sizes},
+                                      "full": {**figures["all"][full], "by_size": {s: figures[s][full] for s in sizes}}}
+    return results, comparisons
+
+
+def format_figure(value: float, entry: Dict[str, object], signed: bool = False) -> str:
+    """``48.7 [46.9, 50.5] n=2432``: a figure in percent (points for differences), its interval and n."""
+    low, high = entry["ci95"]  # type: ignore[misc]
+    number = "{:+.1f}" if signed else "{:.1f}"
+    return f"{number.format(100 * value)} [{number.format(100 * low)}, {number.format(100 * high)}] n={entry['n']}"
 
 
 def plot_results(report: Dict[str, object], png_path: Path) -> None:
@@ -245,9 +497,8 @@ def plot_results(report: Dict[str, object], png_path: Path) -> None:
     plt.close(fig)
 
 
-# Method name -> (engine kind, the name results are reported under).
-PICOSAM_METHODS = {"float": ("float", "picosam-float"), "quantized": ("quantized", "picosam-mct"),
-                   "tflite": ("tflite", "picosam-tflite-int8")}
+# ``--methods`` names of PicoSAM itself: each is the engine kind of the same name.
+PICOSAM_METHODS = ("float", "quantized", "tflite")
 
 
 def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher_spec: Optional[str]) -> List:
@@ -260,8 +511,7 @@ def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher
     ckpt = resolve_checkpoint(checkpoint_path) if any(n in PICOSAM_METHODS for n in names) else None
     for name in names:
         if name in PICOSAM_METHODS:
-            kind, reported = PICOSAM_METHODS[name]
-            methods.append(CropMethod(reported, load_engine(ckpt, kind, num_threads=2)))
+            methods.append(CropMethod(METHOD_NAMES[name], load_engine(ckpt, name, num_threads=2)))
         elif name == "box":
             methods.append(BoxMethod())
         elif name == "grabcut":

@@ -182,10 +182,18 @@ def paste_logits(logits: np.ndarray, roi: Roi, frame_height: int, frame_width: i
     The logits are resized bilinearly to the ROI's size before thresholding, which keeps
     edges smooth; everything outside the ROI is background.
     """
+    mask = np.zeros((frame_height, frame_width), dtype=bool)
+    mask[roi.y0 : roi.y1, roi.x0 : roi.x1] = logits_to_roi_mask(logits, roi)
+    return mask
+
+
+def logits_to_roi_mask(logits: np.ndarray, roi: Roi) -> np.ndarray:
+    """The part of :func:`paste_logits`' mask inside ``roi``, shape ``(roi.height, roi.width)``.
+
+    Evaluation compares masks inside the ROI only (everything outside is background), which
+    spares it a full-frame array per prompt.
+    """
     import cv2
 
     logits = np.asarray(logits, dtype=np.float32).reshape(logits.shape[0], logits.shape[1])
-    resized = cv2.resize(logits, (roi.width, roi.height), interpolation=cv2.INTER_LINEAR)
-    mask = np.zeros((frame_height, frame_width), dtype=bool)
-    mask[roi.y0 : roi.y1, roi.x0 : roi.x1] = resized > 0
-    return mask
+    return cv2.resize(logits, (roi.width, roi.height), interpolation=cv2.INTER_LINEAR) > 0

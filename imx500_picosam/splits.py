@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Iterable, List, Sequence, Set
 
 from .errors import PicosamError
+from .sources import PROJECT_DATA
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
-COCO_SUBSET_VAL_IDS = PACKAGE_ROOT.parent / "training_data" / "coco-subset-val-ids.txt"
+COCO_SUBSET_VAL_IDS = PROJECT_DATA / "coco-subset-val-ids.txt"
 
 
 @dataclass(frozen=True)

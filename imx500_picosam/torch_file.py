@@ -53,6 +53,17 @@ STORAGE_DTYPES = {
 # Far above any PicoSAM tensor (the largest has 102,400 elements); stops a stride-0 view
 # in a hostile file from asking for terabytes.
 MAX_TENSOR_ELEMENTS = 1 << 30
+# Bounds by the file's own size, so a small file cannot make the reader build much more
+# than it holds. torch.save stores its records uncompressed, so its members add up to
+# the file's size; a zip whose members inflate to more than this multiple is a zip bomb.
+MAX_INFLATION = 4
+# All tensors built from one file together: this multiple of its size (tied weights share
+# a storage and may be viewed more than once); identical views are built once.
+MAX_TENSOR_BYTES_PER_FILE_BYTE = 4
+BUDGET_SLACK_BYTES = 1 << 20
+# Containers and items visited when the result is turned into plain dicts/lists: a pickle
+# can refer to one list from many places (memo), which would otherwise multiply.
+MAX_OBJECTS = 1_000_000
 
 _RESAVE_HINT = "if it is a whole model from a source you trust, load it in PyTorch and torch.save its state_dict()"
 
@@ -84,7 +95,8 @@ def _int(value: Any, what: str) -> int:
     return value
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None,
+                    budget: "Optional[_Budget]" = None):
     """``torch._utils._rebuild_tensor_v2`` as a numpy copy of the strided view."""
     if not isinstance(storage, _Storage):
         raise _Refused("a tensor is not built from a storage record")
@@ -106,10 +118,38 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
             f"a tensor of size {shape} at offset {offset} with stride {steps} reaches element {last} "
             f"of a storage of {values.size}"
         )
+    if elements > values.size:
+        # Only a view that repeats elements (stride 0, overlapping strides) is larger than
+        # its storage; torch.save of a state dict never writes one.
+        raise _Refused(f"a tensor of size {shape} with stride {steps} repeats elements of its storage of {values.size}")
+    if budget is not None:
+        budget.spend_bytes(elements * values.itemsize)
     view = np.lib.stride_tricks.as_strided(
         values[offset:], shape=shape, strides=tuple(step * values.itemsize for step in steps), writeable=False
     )
     return np.array(view, copy=True)
+
+
+class _Budget:
+    """What one file may make the reader build, bounded by the file's size."""
+
+    def __init__(self, file_size: int):
+        self.bytes_left = MAX_TENSOR_BYTES_PER_FILE_BYTE * file_size + BUDGET_SLACK_BYTES
+        self.objects_left = MAX_OBJECTS
+        self.file_size = file_size
+
+    def spend_bytes(self, count: int) -> None:
+        self.bytes_left -= count
+        if self.bytes_left < 0:
+            raise _Refused(
+                f"its tensors would take more than {MAX_TENSOR_BYTES_PER_FILE_BYTE}x the file's "
+                f"{self.file_size:,} bytes (views repeated by the pickle?)"
+            )
+
+    def spend_objects(self, count: int) -> None:
+        self.objects_left -= count
+        if self.objects_left < 0:
+            raise _Refused(f"its pickle refers to more than {MAX_OBJECTS:,} objects (shared references fanned out?)")
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
@@ -131,21 +171,47 @@ _ALLOWED_GLOBALS = {
 class _StateDictUnpickler(pickle.Unpickler):
     """Knows only :data:`_ALLOWED_GLOBALS`; storages come from the zip's records."""
 
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, byteorder: str):
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, byteorder: str, budget: _Budget):
         super().__init__(io.BytesIO(data))
         self._archive = archive
         self._prefix = prefix
         self._byteorder = byteorder
         self._storages: Dict[str, _Storage] = {}
+        self._budget = budget
+        self._views: Dict[tuple, np.ndarray] = {}
 
     def find_class(self, module: str, name: str):
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
+        if (module, name) not in _ALLOWED_GLOBALS:
             raise _Refused(
                 f"refused to read it: its pickle needs {module}.{name}, which is not part of a state dict "
                 f"(a whole pickled model, or code?); nothing was executed; {_RESAVE_HINT}"
-            ) from None
+            )
+        # The two that can build without bound are bound to this file's budget.
+        budgeted = {("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor,
+                    ("collections", "OrderedDict"): self._ordered_dict}
+        return budgeted.get((module, name), _ALLOWED_GLOBALS[(module, name)])
+
+    def _rebuild_tensor(self, storage, storage_offset, size, stride, *rest):
+        """One copy per distinct view: a view the pickle repeats is the same array."""
+        try:
+            key = (id(storage), storage_offset, size, stride)
+            hash(key)
+        except TypeError:
+            raise _Refused(f"a tensor has size {size!r} and stride {stride!r}") from None
+        if key not in self._views:
+            self._views[key] = _rebuild_tensor(storage, storage_offset, size, stride, budget=self._budget)
+        return self._views[key]
+
+    def _ordered_dict(self, *args):
+        if len(args) > 1:
+            raise _Refused("an OrderedDict is built with more than one argument")
+        if args:
+            try:
+                count = len(args[0])
+            except TypeError:
+                raise _Refused("an OrderedDict is built from something without a length") from None
+            self._budget.spend_objects(count)
+        return collections.OrderedDict(*args)
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
@@ -208,7 +274,7 @@ def load(path: Path) -> Any:
         raise PicosamError(f"{path}: not a readable PyTorch checkpoint (not the zip that torch.save writes; corrupt?)")
     try:
         with zipfile.ZipFile(path) as archive:
-            return _load_archive(archive)
+            return _load_archive(archive, path.stat().st_size)
     except _Refused as reason:
         raise PicosamError(f"{path}: {reason}") from None
     except PicosamError:
@@ -221,8 +287,15 @@ def load(path: Path) -> Any:
         ) from None
 
 
-def _load_archive(archive: zipfile.ZipFile) -> Any:
-    names = archive.namelist()
+def _load_archive(archive: zipfile.ZipFile, file_size: int) -> Any:
+    infos = archive.infolist()
+    inflated = sum(info.file_size for info in infos)
+    if inflated > MAX_INFLATION * file_size + BUDGET_SLACK_BYTES:
+        raise _Refused(
+            f"its zip members inflate to {inflated:,} bytes from a {file_size:,}-byte file, more than "
+            f"{MAX_INFLATION}x (torch.save stores them uncompressed; a zip bomb?)"
+        )
+    names = [info.filename for info in infos]
     prefix = _archive_prefix(names)
     if prefix is None:
         raise _Refused("a zip, but not one torch.save wrote (no single <archive>/data.pkl in it)")
@@ -237,16 +310,23 @@ def _load_archive(archive: zipfile.ZipFile) -> Any:
         if byteorder not in ("little", "big"):
             raise _Refused(f"byteorder record says {byteorder[:20]!r}, expected little or big")
     data = archive.read(f"{prefix}/data.pkl")
-    return _plain(_StateDictUnpickler(data, archive, prefix, byteorder).load())
+    budget = _Budget(file_size)
+    return _plain(_StateDictUnpickler(data, archive, prefix, byteorder, budget).load(), budget)
 
 
-def _plain(obj: Any) -> Any:
+def _plain(obj: Any, budget: _Budget) -> Any:
     """Dicts as plain dicts (in order): drops the attributes a pickle can set on an
-    OrderedDict, such as a state dict's ``_metadata``, so callers see only data."""
+    OrderedDict, such as a state dict's ``_metadata``, so callers see only data.
+
+    Every container and item visited counts against ``budget``: a pickle's shared
+    references (one list referred to from many places) cannot multiply without bound."""
     if isinstance(obj, dict):
-        return {key: _plain(value) for key, value in obj.items()}
+        budget.spend_objects(1 + len(obj))
+        return {key: _plain(value, budget) for key, value in obj.items()}
     if isinstance(obj, list):
-        return [_plain(item) for item in obj]
+        budget.spend_objects(1 + len(obj))
+        return [_plain(item, budget) for item in obj]
     if isinstance(obj, tuple):
-        return tuple(_plain(item) for item in obj)
+        budget.spend_objects(1 + len(obj))
+        return tuple(_plain(item, budget) for item in obj)
     return obj

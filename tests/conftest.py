@@ -145,3 +145,12 @@ def coco_subset():
     if not (COCO_SUBSET / "annotations.json").is_file():
         pytest.skip(f"shared COCO subset not found at {COCO_SUBSET}")
     return COCO_SUBSET
+
+
+@pytest.fixture(scope="session")
+def scene():
+    """The world in front of the fake camera (tests/fakes/picamera2_fake.py): a real
+    photograph filling the 4:3 sensor."""
+    import cv2
+
+    return cv2.resize(cv2.imread(str(PHOTOS / "astronaut.png")), (2028, 1521), interpolation=cv2.INTER_CUBIC)

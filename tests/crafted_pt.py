@@ -141,3 +141,28 @@ def write_pt(path, obj, byteorder="little", archive=None, extra_records=None, ed
         for name, payload in (extra_records or {}).items():
             zf.writestr(f"{archive}/{name}", payload)
     return path
+
+
+def _long(value):
+    return pickle.LONG1 + bytes([8]) + struct.pack("<q", value)
+
+
+def _tuple(*values):
+    return pickle.MARK + b"".join(_long(v) for v in values) + pickle.TUPLE
+
+
+def views_pickle(numel, views):
+    """data.pkl of a dict whose entries are ``views`` = [(offset, size, stride)] of ONE storage."""
+    out = bytearray(pickle.PROTO + bytes([2]) + pickle.EMPTY_DICT + pickle.MARK)
+    storage = (pickle.MARK + pickle.BINUNICODE + struct.pack("<I", 7) + b"storage"
+               + pickle.GLOBAL + b"torch\nFloatStorage\n" + pickle.BINUNICODE + struct.pack("<I", 1) + b"0"
+               + pickle.BINUNICODE + struct.pack("<I", 3) + b"cpu" + _long(numel) + pickle.TUPLE + pickle.BINPERSID)
+    for number, (offset, size, stride) in enumerate(views):
+        name = f"t{number}".encode()
+        out += pickle.BINUNICODE + struct.pack("<I", len(name)) + name
+        out += pickle.GLOBAL + b"torch._utils\n_rebuild_tensor_v2\n" + pickle.MARK
+        out += (storage + pickle.BINPUT + b"\x00") if number == 0 else (pickle.BINGET + b"\x00")
+        out += _long(offset) + _tuple(size) + _tuple(stride) + pickle.NEWFALSE + pickle.EMPTY_DICT
+        out += pickle.TUPLE + pickle.REDUCE
+    out += pickle.SETITEMS + pickle.STOP
+    return bytes(out)

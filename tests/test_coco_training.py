@@ -124,9 +124,13 @@ def test_hybrid_training_on_a_coco_slice_with_the_real_teacher(coco_subset, mini
     out = tmp_path / "val.json"
     output = run("evaluate", "--annotations", tmp_path / "split" / "val.json", "--images", images, "--max-images", 2,
                  "--checkpoint", tmp_path / "run" / "picosam3.weights.h5", "--methods", "float,box", "--jitter", "0",
-                 "--out", out)
+                 "--compare", "float,box", "--out", out)
     report = json.loads(out.read_text())
     assert report["images"] == 2 and set(report["results"]) == {"picosam-float", "box"}
+    float_box = report["comparisons"]["float-box"]["0.00"]
+    assert float_box["n"] == report["instances"] and float_box["ci95"][0] <= float_box["diff"] <= float_box["ci95"][1]
+    lines = (tmp_path / "val.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * report["instances"]  # one per instance and method: the grouped evaluation's record
 
 
 def test_mismatched_source_options_stop_with_one_line(coco_subset, tmp_path):

@@ -33,7 +33,8 @@ def test_headless_demo_on_a_photo_writes_masks_and_json_lines(tmp_path, quantize
     assert [(line["frame"], line["prompt_id"]) for line in lines] == [(0, 0), (1, 1), (2, 0)]
     first = lines[0]
     assert set(first) == {"frame", "prompt_id", "prompt", "roi_sensor", "roi_frame", "mask_area",
-                          "host_latency_ms", "dnn_runtime_ms", "dsp_runtime_ms", "mask"}
+                          "host_latency_ms", "dnn_runtime_ms", "dsp_runtime_ms", "attribution", "mask"}
+    assert first["attribution"] == "reported"  # the emulator without latency knows its ROI
     assert first["prompt"] == [140, 40, 170, 170] and first["roi_frame"] == [123, 23, 204, 204]
     assert first["host_latency_ms"] > 0 and first["dnn_runtime_ms"] > 0
     for line in lines:
@@ -47,6 +48,7 @@ def test_headless_demo_on_a_photo_writes_masks_and_json_lines(tmp_path, quantize
     info = json.loads((out / "run.json").read_text())
     assert info["backend"] == "emulator" and info["untrained"] is True and info["frames"] == 3
     assert info["checkpoint_sha256"] == quantized_picosam3.checkpoint.weights_sha256
+    assert info["kpis"]["attribution"]["frames"]["reported"] == 3 and info["kpis"]["attribution"]["mode"] == "exact"
     assert not list(out.glob(".*tmp*"))  # nothing left under temporary names
 
 

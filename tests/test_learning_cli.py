@@ -60,6 +60,14 @@ def test_builds_use_the_shipped_trained_checkpoint(tmp_path):
     shipped = default_checkpoint()
     assert shipped.provenance.kind == "trained" and shipped.architecture == "picosam3"
     details = shipped.provenance.details
-    assert details["teacher"].startswith("onnx-sam:") and details["instances"] > 100
+    # Trained on human COCO masks (the shared subset, by its sha256), never on the validation split,
+    # started from the earlier teacher-distilled checkpoint, with its validation figures recorded.
+    assert details["dataset"]["annotations_sha256"] == "ae16d2189077761b7de8faca87c30b0a84d41f691038f58782cf3d88042fac92"
+    assert details["instances"] > 1000 and details["initialised_from"]["provenance"]["details"]["teacher"].startswith("onnx-sam:")
+    from imx500_picosam.splits import COCO_SUBSET_VAL_IDS, read_id_list
+
+    assert not set(details["data"][0]["image_ids"]) & read_id_list(COCO_SUBSET_VAL_IDS)
+    val = details["validation"]["coco_subset_val_split"]
+    assert val["picosam-float"]["0.00"]["n"] == 314 and val["picosam-float"]["0.00"]["miou"] > 0.5
     chosen = resolve_checkpoint(None, work_dir=tmp_path)
     assert chosen.weights_path == DEFAULT_CHECKPOINT and not any(tmp_path.iterdir())

@@ -6,14 +6,13 @@ The real ROI, tensor and decode code runs; only what happens inside the camera i
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
 from picamera2_fake import FakeSensor, fake_roi_scaled, make_picamera2  # noqa: E402
 
-from conftest import PHOTOS, RPK_FIXTURES
+from conftest import RPK_FIXTURES
 from imx500_picosam.errors import PicosamError, RpkError
 from imx500_picosam.geometry import Roi, paste_logits, roi_from_box
 from imx500_picosam.engines import TfliteEngine
@@ -22,12 +21,6 @@ from imx500_picosam.runtime.coords import box_to_sensor, StreamGeometry
 from test_runtime_decode import asymmetric_logits
 
 BOX = (500, 300, 260, 220)  # main-stream pixels of the 1280x960 stream
-
-
-@pytest.fixture(scope="module")
-def scene():
-    """The world in front of the camera: a real photograph filling the 4:3 sensor."""
-    return cv2.resize(cv2.imread(str(PHOTOS / "astronaut.png")), (2028, 1521), interpolation=cv2.INTER_CUBIC)
 
 
 def sensor_frame(result) -> int:
@@ -41,7 +34,7 @@ def pattern_network(_tensor_input):
 
 def camera(rpk, sensor, **options):
     picamera2 = make_picamera2(sensor)
-    return IMX500Backend(rpk, picamera2=picamera2, **options), picamera2.log
+    return IMX500Backend(rpk, picamera2=picamera2, log=lambda line: None, **options), picamera2.log
 
 
 def steps_until_mask(session, limit=10):
@@ -58,7 +51,7 @@ def test_start_uses_picamera2_as_documented(picosam_rpk, scene):
     with Session(backend, boxes=[BOX]) as session:
         assert log.started and log.progress_bar_shown
         assert log.config["main"] == {"size": (1280, 960), "format": "RGB888"}
-        assert log.config["controls"] == {"FrameRate": 30} and log.config["buffer_count"] == 12
+        assert log.config["controls"] == {"FrameRate": 30, "CnnEnableInputTensor": True} and log.config["buffer_count"] == 12
         session.step()
         # IMX500() starts on the full sensor; then the prompt's ROI, in full-sensor pixels
         assert log.roi_calls[0] == (0, 0, 4056, 3040)
@@ -87,8 +80,11 @@ def test_asymmetric_pattern_lands_unrotated_in_the_frame(picosam_rpk, scene):
 
 
 @pytest.mark.parametrize("settle, roi_latency", [(2, 2), (3, 1)])
-def test_results_always_belong_to_the_roi_the_sensor_used(picosam_rpk, scene, settle, roi_latency):
-    sensor = FakeSensor(scene, lambda tensor: tensor[..., 0].astype(np.float32) - 128, roi_latency=roi_latency)
+def test_without_input_tensor_results_belong_to_the_roi_the_sensor_used(picosam_rpk, scene, settle, roi_latency):
+    """The fallback for an RPK without input persistency (tests/test_runtime_attribution.py
+    covers the frame-exact attribution with the input tensor)."""
+    sensor = FakeSensor(scene, lambda tensor: tensor[..., 0].astype(np.float32) - 128, roi_latency=roi_latency,
+                        input_persistency=False)
     backend, _ = camera(picosam_rpk, sensor, settle_frames=settle)
     boxes = [BOX, (100, 600, 200, 200), (900, 100, 300, 150)]
     with Session(backend, boxes=boxes) as session:
@@ -104,7 +100,7 @@ def test_results_always_belong_to_the_roi_the_sensor_used(picosam_rpk, scene, se
 def test_too_few_settle_frames_would_mislabel_results(picosam_rpk, scene):
     """The check above can fail: with the ROI lagging two frames and no settling, a result
     is attributed to the new prompt while the sensor still looked at the old ROI."""
-    sensor = FakeSensor(scene, pattern_network, roi_latency=2)
+    sensor = FakeSensor(scene, pattern_network, roi_latency=2, input_persistency=False)
     backend, _ = camera(picosam_rpk, sensor, settle_frames=0)
     with Session(backend, boxes=[BOX, (100, 600, 200, 200)]) as session:
         results = [session.step().result for _ in range(6)]

@@ -16,15 +16,18 @@ See docs/runtime.md.
         print(step.result.to_json())
 """
 
+from .attribution import AttributionSettings
 from .coords import IMX500_SENSOR_SIZE, StreamGeometry, sensor_rect_to_main, sensor_roi_for_box
 from .decode import MaskDecoder, OverlayStyle, draw_mask, draw_roi, logits_from_outputs
 from .emulator import EmulatorBackend, open_source
 from .imx500 import IMX500Backend
 from .session import Capture, Prompt, SegmentationResult, Session, Step
+from .watchdog import WatchdogSettings
 
 __all__ = [
     "IMX500_SENSOR_SIZE", "StreamGeometry", "sensor_rect_to_main", "sensor_roi_for_box",
     "MaskDecoder", "OverlayStyle", "draw_mask", "draw_roi", "logits_from_outputs",
     "EmulatorBackend", "open_source",
     "IMX500Backend", "Capture", "Prompt", "SegmentationResult", "Session", "Step",
+    "AttributionSettings", "WatchdogSettings",
 ]

@@ -71,7 +71,7 @@ def run_headless(session: Session, out_dir: Path, frames: Optional[int], run_inf
         except KeyboardInterrupt:
             echo("interrupted: keeping the frames written so far")
     write_json(out_dir / "run.json", {**run_info, "frames": written, "masks": masks,
-                                      "prompts": [list(p.box) for p in session.prompts]})
+                                      "prompts": [list(p.box) for p in session.prompts], "kpis": session.kpis()})
     echo(f"{out_dir}: {written} frames, {masks} masks (frames.jsonl, masks/, run.json)")
     return written
 

@@ -107,17 +107,35 @@ def open_source(spec: str, loop: bool = False) -> FrameSource:
 # -- the backend ---------------------------------------------------------------------------
 
 class EmulatorBackend:
-    """Frames from ``source``; the network answers for the ROI of every frame."""
+    """Frames from ``source``; the network answers for the ROI of every frame.
+
+    ``roi_latency`` (frames, or ``(low, high)`` drawn per ROI change from a generator seeded
+    with ``seed``) emulates the sensor's lag in taking a new ROI: the network keeps running
+    on the previous ROI until then, and -- like the camera -- the backend does not say which
+    ROI a frame used; it hands over the picture the network saw (``Capture.input_image``)
+    and the session attributes the frame. Without latency the ROI is known exactly.
+    """
 
     name = "emulator"
+    roi_rule = "exact"
 
-    def __init__(self, source: FrameSource, engine: Engine):
+    def __init__(self, source: FrameSource, engine: Engine, roi_latency=0, seed: int = 0):
         self.source = source
         self.engine = engine
         self.is_still = source.kind == "image"
+        low, high = roi_latency if isinstance(roi_latency, tuple) else (roi_latency, roi_latency)
+        if not 0 <= low <= high:
+            raise PicosamError(f"roi_latency {roi_latency}: expected frames >= 0 or (low, high) with low <= high")
+        self._latency = (int(low), int(high))
+        self._rng = np.random.default_rng(seed)
         self._geometry: Optional[StreamGeometry] = None
-        self._roi: Optional[Roi] = None
+        self._roi: Optional[Roi] = None  # the ROI the network runs on
+        self._pending: list = []  # (frame it takes effect, ROI), in request order
         self._index = 0
+
+    @property
+    def lags(self) -> bool:
+        return self._latency != (0, 0)
 
     def start(self) -> StreamGeometry:
         width, height = self.source.size()
@@ -125,7 +143,15 @@ class EmulatorBackend:
         return self._geometry
 
     def set_roi(self, roi: Roi) -> None:
-        self._roi = roi
+        requested = self._pending[-1][1] if self._pending else self._roi
+        if roi == requested:
+            return
+        if self._roi is None or not self.lags:
+            self._roi, self._pending = roi, []
+            return
+        latency = int(self._rng.integers(self._latency[0], self._latency[1] + 1))
+        due = max([self._index + latency] + [frame for frame, _ in self._pending])
+        self._pending.append((due, roi))
 
     def capture(self) -> Optional[Capture]:
         if self._geometry is None or self._roi is None:
@@ -138,6 +164,8 @@ class EmulatorBackend:
                 f"{self.source.description}: frame {self._index} is {frame.shape[1]}x{frame.shape[0]}, "
                 f"the first was {self._geometry.main_size[0]}x{self._geometry.main_size[1]}"
             )
+        while self._pending and self._pending[0][0] <= self._index:
+            self._roi = self._pending.pop(0)[1]
         started = time.perf_counter()
         # The sensor's job: cut the ROI and stretch it to 96x96 (the engine feeds RGB / 256).
         crop = crop_to_model_input(frame[:, :, ::-1], self._roi)
@@ -145,7 +173,8 @@ class EmulatorBackend:
         logits = self.engine.predict_crops(crop[None])[0]
         finished = time.perf_counter()
         capture = Capture(
-            index=self._index, image=frame, geometry=self._geometry, roi=self._roi, logits=logits,
+            index=self._index, image=frame, geometry=self._geometry, roi=None if self.lags else self._roi,
+            logits=logits, input_image=crop if self.lags else None,
             dnn_runtime_ms=(finished - inference_started) * 1000.0, dsp_runtime_ms=None,
             host_ms=(finished - started) * 1000.0,
         )

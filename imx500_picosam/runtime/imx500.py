@@ -15,12 +15,17 @@ libcamera); it is imported when the backend is created, never when the package i
 Tests inject a faithful fake of this boundary (tests/fakes/picamera2_fake.py).
 
 An ROI change reaches the output tensor a few frames later; until then the sensor still
-answers for the previous ROI, so after every change the backend drops ``settle_frames``
-results (the frames themselves are still shown).
+answers for the previous ROI. With input-tensor persistency (the converter's default) each
+request also carries ``CnnInputTensor`` (enabled with the ``CnnEnableInputTensor`` control):
+the backend hands the picture ``input_tensor_image`` makes of it to the session, which finds
+the ROI the frame was really inferred on (runtime/attribution.py). Without it the backend
+falls back to dropping ``settle_frames`` results after every change, and says so once.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +36,7 @@ from ..geometry import MODEL_INPUT_SIZE, Roi
 from .coords import IMX500_SENSOR_SIZE, StreamGeometry
 from .decode import logits_from_outputs
 from .session import Capture
+from .watchdog import Watchdog, WatchdogSettings
 
 DEFAULT_MAIN_SIZE = (1280, 960)  # 4:3 like the sensor, so the whole sensor is visible
 DEFAULT_SETTLE_FRAMES = 2
@@ -46,7 +52,7 @@ def import_picamera2():
     except ImportError as err:
         raise PicosamError(
             f"picamera2 is not available ({err}): the camera backend runs on Raspberry Pi OS "
-            "(sudo apt install imx500-all python3-picamera2; pip install '.[pi]' in a venv made with "
+            "(sudo apt install imx500-all python3-picamera2; pip install 'imx500-picosam[pi]' in a venv made with "
             "--system-site-packages); elsewhere use --emulate"
         ) from None
     return SimpleNamespace(Picamera2=Picamera2, IMX500=IMX500)
@@ -72,6 +78,7 @@ class IMX500Backend:
 
     name = "imx500"
     is_still = False
+    roi_rule = "settle-frames"  # used only when the frames carry no input tensor
 
     def __init__(
         self,
@@ -80,6 +87,8 @@ class IMX500Backend:
         settle_frames: int = DEFAULT_SETTLE_FRAMES,
         frame_rate: Optional[float] = None,
         picamera2=None,
+        log=None,
+        watchdog: WatchdogSettings = WatchdogSettings(),
     ):
         self.rpk_path = Path(rpk_path)
         self.main_size = tuple(main_size)
@@ -93,18 +102,29 @@ class IMX500Backend:
         self._requested: Optional[Roi] = None  # the ROI last sent to the sensor
         self._settling = 0
         self._index = 0
+        self._log = log if log is not None else (lambda line: print(line, file=sys.stderr))
+        self._fallback_said = False
+        self._had_output_tensor = False
+        self._restart_reason: Optional[str] = None
+        self.watchdog = Watchdog(watchdog)
+        self._rate = DEFAULT_FRAME_RATE
 
     def start(self) -> StreamGeometry:
+        return self._geometry(self._open())
+
+    def _open(self) -> dict:
+        """IMX500(rpk) (which hands the network to the driver), Picamera2, start: the first metadata."""
         try:
             self._imx500 = self._api.IMX500(str(self.rpk_path.resolve()))
         except RuntimeError as err:
             raise PicosamError(f"{self.rpk_path}: the IMX500 refused it: {err}") from None
         intrinsics = self._imx500.network_intrinsics
         rate = self.frame_rate or (intrinsics.inference_rate if intrinsics is not None else None) or DEFAULT_FRAME_RATE
+        self._rate = float(rate)
         self._camera = self._api.Picamera2(self._imx500.camera_num)
         config = self._camera.create_preview_configuration(
             main={"size": self.main_size, "format": "RGB888"},  # RGB888 is B, G, R in memory: OpenCV's order
-            controls={"FrameRate": rate},
+            controls={"FrameRate": rate, "CnnEnableInputTensor": True},  # the input tensor attributes frames
             buffer_count=BUFFER_COUNT,
         )
         self._imx500.show_network_fw_progress_bar()
@@ -112,7 +132,26 @@ class IMX500Backend:
         configured = self._camera.camera_configuration()
         self.main_size = tuple(configured["main"]["size"])
         self._raw_size = tuple(configured["raw"]["size"])
-        return self._geometry(self._camera.capture_metadata())
+        return self._camera.capture_metadata(wait=self.watchdog.settings.startup_s)
+
+    def _restart(self, reason: str) -> None:
+        """The watchdog's remedy: close the camera, reload the network, start, re-send the ROI."""
+        self.watchdog.restarting(self._index, reason)
+        self._log(f"watchdog: {reason}; restarting the camera and reloading {self.rpk_path.name} "
+                  f"(restart {len(self.watchdog.restarts)})")
+        self._close_camera()
+        self._imx500 = None
+        try:
+            self._open()
+        except (PicosamError, RuntimeError, TimeoutError) as err:
+            self._log(f"watchdog: the restart failed ({err})")
+            return  # the next capture notices the missing camera and tries again
+        if self._requested is not None:  # re-apply the prompt's ROI
+            self._imx500.set_inference_roi_abs(self._requested.as_xywh())
+            self._settling = self.settle_frames
+
+    def kpis(self):
+        return self.watchdog.kpis()
 
     def _geometry(self, metadata: dict) -> StreamGeometry:
         return StreamGeometry(IMX500_SENSOR_SIZE, tuple(metadata["ScalerCrop"]), self._raw_size, self.main_size)
@@ -125,22 +164,56 @@ class IMX500Backend:
         self._settling = self.settle_frames
 
     def capture(self) -> Optional[Capture]:
-        request = self._camera.capture_request()
+        """The next frame; a stalled stream (no request in time, a libcamera error, frames
+        without outputs for too long) restarts the camera first (see runtime/watchdog.py)."""
+        while True:
+            if self._restart_reason is not None:
+                reason, self._restart_reason = self._restart_reason, None
+                self._restart(reason)
+                continue
+            if self._camera is None:
+                self._restart("the camera is not running")
+                continue
+            wait = self.watchdog.wait_s(self._rate)
+            try:
+                request = self._camera.capture_request(wait=wait)
+            except (TimeoutError, concurrent.futures.TimeoutError):
+                self._restart(f"no frame within {wait:.1f} s")
+                continue
+            except RuntimeError as err:
+                self._restart(f"libcamera: {err}")
+                continue
+            capture = self._read(request)
+            self._restart_reason = self.watchdog.frame(self._had_output_tensor)  # acted on next time
+            return capture
+
+    def _read(self, request) -> Capture:
         started = time.perf_counter()
         try:
             image = request.make_array("main")
             metadata = request.get_metadata()
         finally:
             request.release()
+        settled = self._settling == 0
         if self._settling > 0:
             self._settling -= 1
+        outputs = self._imx500.get_outputs(metadata)
+        logits = logits_from_outputs(outputs, str(self.rpk_path))
+        self._had_output_tensor = logits is not None  # before settling hides it
+        input_image = None
+        if logits is not None and metadata.get("CnnInputTensor"):
+            input_image = self._imx500.input_tensor_image(metadata["CnnInputTensor"])
+        elif logits is not None and not self._fallback_said:
+            self._fallback_said = True
+            self._log(f"note: {self.rpk_path.name} sends no input tensor (converted without input persistency?): "
+                      f"results are attributed by waiting settle_frames={self.settle_frames} after each ROI change")
+        if input_image is None and not settled:
             logits = None
-        else:
-            logits = logits_from_outputs(self._imx500.get_outputs(metadata), str(self.rpk_path))
         kpi = self._imx500.get_kpi_info(metadata)
         capture = Capture(
             index=self._index, image=image, geometry=self._geometry(metadata),
-            roi=self._requested if logits is not None else None, logits=logits,
+            roi=self._requested if logits is not None and input_image is None else None, logits=logits,
+            input_image=input_image,
             dnn_runtime_ms=None if kpi is None else float(kpi[0]),
             dsp_runtime_ms=None if kpi is None else float(kpi[1]),
             host_ms=(time.perf_counter() - started) * 1000.0,
@@ -153,3 +226,14 @@ class IMX500Backend:
             self._camera.stop()
             self._camera.close()
             self._camera = None
+
+    def _close_camera(self) -> None:
+        """close() for a camera that may be wedged: its errors do not stop a restart."""
+        camera, self._camera = self._camera, None
+        if camera is None:
+            return
+        for action in ("stop", "close"):
+            try:
+                getattr(camera, action)()
+            except Exception as err:  # noqa: BLE001 - a wedged camera fails in any way; the restart goes on
+                self._log(f"watchdog: camera {action}() failed during the restart ({err})")

@@ -8,7 +8,10 @@ and frame number; with ``follow`` a prompt's box moves to its last mask's boundi
 
 Backends (:class:`~imx500_picosam.runtime.imx500.IMX500Backend` on the camera,
 :class:`~imx500_picosam.runtime.emulator.EmulatorBackend` on a CPU) only deliver frames
-(:class:`Capture`) for the ROI they were given; everything else happens here, identically.
+(:class:`Capture`); everything else happens here, identically. Which ROI a frame's output
+was computed on is decided per frame by :class:`~.attribution.RoiAttributor` (the picture
+the network saw, matched against the frame's crops at the ROIs recently set), so every
+result carries the ROI really used and the mask is drawn where it belongs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 import numpy as np
 
 from ..errors import PicosamError, UserError
+from .attribution import AttributionSettings, RoiAttributor
 from ..geometry import Roi
 from .coords import StreamGeometry, full_view_box, sensor_rect_to_main, sensor_roi_for_box
 from .decode import MaskDecoder, mask_area, mask_bounding_box, paste_into
@@ -40,16 +44,20 @@ class Capture:
     index: int  # frame number, counted by the backend from 0
     image: np.ndarray  # main stream, BGR uint8, owned by the receiver (may be drawn on)
     geometry: StreamGeometry  # where this frame's pixels come from on the sensor
-    roi: Optional[Roi]  # the sensor ROI the logits were computed on
+    roi: Optional[Roi]  # the sensor ROI the logits were computed on, when the backend knows it
     logits: Optional[np.ndarray]  # (96, 96) float32, row = y; None when the frame has none
     dnn_runtime_ms: Optional[float]  # the network's own runtime (sensor KPI or CPU inference)
     dsp_runtime_ms: Optional[float]  # the sensor's DSP runtime (IMX500 only)
     host_ms: float  # host time the backend spent on this frame after it arrived
+    # The input tensor as picamera2's ``input_tensor_image`` returns it (96x96x3 uint8), when
+    # the backend has one; with it, ``roi`` is None and the session finds the ROI itself.
+    input_image: Optional[np.ndarray] = None
 
 
 class Backend(Protocol):
     name: str
     is_still: bool  # True when every frame is the same picture (an image file)
+    roi_rule: str  # how a Capture's ``roi`` is known without an input image ("exact", "settle-frames")
 
     def start(self) -> StreamGeometry: ...
 
@@ -75,6 +83,7 @@ class SegmentationResult:
     dnn_runtime_ms: Optional[float]
     dsp_runtime_ms: Optional[float] = None
     frame_size: Tuple[int, int] = (0, 0)  # (width, height) of the main stream
+    attribution: str = "reported"  # how roi_sensor was established, or why there is no mask
 
     def full_mask(self, out: Optional[np.ndarray] = None, value: int = 255) -> np.ndarray:
         """The mask as a frame-sized uint8 image (0 / ``value``); ``out`` is reused if given."""
@@ -96,6 +105,7 @@ class SegmentationResult:
             "host_latency_ms": round(self.host_latency_ms, 3),
             "dnn_runtime_ms": None if self.dnn_runtime_ms is None else round(self.dnn_runtime_ms, 3),
             "dsp_runtime_ms": None if self.dsp_runtime_ms is None else round(self.dsp_runtime_ms, 3),
+            "attribution": self.attribution,
         }
 
 
@@ -105,7 +115,7 @@ class Step:
     result: SegmentationResult
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a state is one prompt's life, even if its box repeats
 class _PromptState:
     prompt: Prompt
     latest: Optional[SegmentationResult] = None
@@ -114,8 +124,11 @@ class _PromptState:
 class Session:
     """Prompts -> ROIs -> backend -> masks. Use as a context manager (starts and closes the backend)."""
 
-    def __init__(self, backend: Backend, boxes: Sequence[Box] = (), follow: bool = False):
+    def __init__(self, backend: Backend, boxes: Sequence[Box] = (), follow: bool = False,
+                 attribution: AttributionSettings = AttributionSettings()):
         self.backend = backend
+        self.attributor = RoiAttributor(attribution)
+        self._next_frame = 0  # the index the backend's next capture will have
         self.follow = follow
         self._initial_boxes = list(boxes)
         self._geometry: Optional[StreamGeometry] = None
@@ -187,35 +200,54 @@ class Session:
 
     # -- frames ----------------------------------------------------------------------
     def step(self) -> Optional[Step]:
-        """Segment the next frame for the prompt whose turn it is; None when the source ended."""
+        """Ask for the ROI of the prompt whose turn it is and segment the next frame; the
+        result belongs to the prompt whose ROI the frame was really inferred on (None: the
+        source ended). The turn passes on once the asked-for prompt has had a result."""
         state = self._prompts[self._turn]
         roi = self._roi_for(state.prompt.box)
         self.backend.set_roi(roi)
+        self.attributor.roi_set(roi, state, self._next_frame)
         capture = self.backend.capture()
         if capture is None:
             return None
         started = time.perf_counter()
+        self._next_frame = capture.index + 1
         self._geometry = capture.geometry
-        roi_frame = sensor_rect_to_main(roi, capture.geometry)
-        frame_size = capture.geometry.main_size
-        if capture.logits is None or capture.roi != roi:
-            result = SegmentationResult(
-                frame=capture.index, prompt=state.prompt, roi_sensor=roi, roi_frame=roi_frame, mask=None,
-                mask_area=None, host_latency_ms=capture.host_ms + _ms_since(started),
-                dnn_runtime_ms=capture.dnn_runtime_ms, dsp_runtime_ms=capture.dsp_runtime_ms, frame_size=frame_size,
-            )
-            return Step(capture.image, result)
-        mask = self._decoder.decode(capture.logits, roi_frame)
-        result = SegmentationResult(
-            frame=capture.index, prompt=state.prompt, roi_sensor=roi, roi_frame=roi_frame, mask=mask,
-            mask_area=mask_area(mask), host_latency_ms=capture.host_ms + _ms_since(started),
-            dnn_runtime_ms=capture.dnn_runtime_ms, dsp_runtime_ms=capture.dsp_runtime_ms, frame_size=frame_size,
+        attribution = self.attributor.attribute(
+            capture.index, capture.image, capture.input_image, capture.logits is not None, capture.roi,
+            lambda sensor_roi: sensor_rect_to_main(sensor_roi, capture.geometry),
+            getattr(self.backend, "roi_rule", "exact"),
         )
-        state.latest = result
+        owner = attribution.entry.owner if attribution.entry is not None else None
+        if owner is None or owner not in self._prompts:  # dropped, or the prompt was replaced meanwhile
+            reason = attribution.reason if owner is None else "stale"
+            return Step(capture.image, self._result(capture, state, roi, None, reason, started))
+        used = attribution.entry.roi
+        roi_frame = sensor_rect_to_main(used, capture.geometry)
+        mask = self._decoder.decode(capture.logits, roi_frame)
+        result = self._result(capture, owner, used, mask, attribution.reason, started, roi_frame)
+        owner.latest = result
         if self.follow:
-            self._follow(state, mask, roi_frame)
-        self._turn = (self._turn + 1) % len(self._prompts)
+            self._follow(owner, mask, roi_frame)
+        if owner is state:
+            self._turn = (self._turn + 1) % len(self._prompts)
         return Step(capture.image, result)
+
+    def _result(self, capture: Capture, state: _PromptState, roi: Roi, mask: Optional[np.ndarray], reason: str,
+                started: float, roi_frame: Optional[Roi] = None) -> SegmentationResult:
+        return SegmentationResult(
+            frame=capture.index, prompt=state.prompt, roi_sensor=roi,
+            roi_frame=roi_frame or sensor_rect_to_main(roi, capture.geometry), mask=mask,
+            mask_area=None if mask is None else mask_area(mask), host_latency_ms=capture.host_ms + _ms_since(started),
+            dnn_runtime_ms=capture.dnn_runtime_ms, dsp_runtime_ms=capture.dsp_runtime_ms,
+            frame_size=capture.geometry.main_size, attribution=reason,
+        )
+
+    def kpis(self) -> Dict[str, object]:
+        """The run's measured facts for the KPI JSON: attribution counts, ROI-switch latency and
+        whatever the backend measures (the camera's watchdog restarts)."""
+        backend_kpis = getattr(self.backend, "kpis", None)
+        return {"attribution": self.attributor.kpis(), **(backend_kpis() if backend_kpis is not None else {})}
 
     def _follow(self, state: _PromptState, mask: np.ndarray, roi_frame: Roi) -> None:
         """Move the prompt to its mask's bounding box; an empty mask keeps the old box."""

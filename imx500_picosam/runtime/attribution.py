@@ -1,0 +1,186 @@
+"""Which ROI did the sensor really infer this frame on? Frame-exact attribution.
+
+The IMX500 takes its ROI over I2C with no frame tag: an ROI set while streaming reaches the
+network some frames later, and picamera2's ``get_roi_scaled`` returns the *last ROI set*,
+not the one a frame was inferred with. Waiting a guessed number of frames after each change
+(``settle_frames``) is a bet on the lag.
+
+With input-tensor persistency (the converter's default) every completed request also
+carries ``CnnInputTensor``, the 96x96 picture the network saw (picamera2's
+``input_tensor_image`` unpacks it). :class:`RoiAttributor` keeps a short history of the
+ROIs set and, for each frame, compares that picture with the frame's own crop at each ROI
+still possibly in flight; the output belongs to the best match. A frame whose tensor
+matches no candidate well enough, or two candidates almost equally, is dropped and counted:
+a dropped frame costs a mask, a wrong match would draw a mask into a box it was not
+computed for.
+
+The comparison is the normalised cross-correlation of small grey images (the mean of the
+three channels): it ignores channel order (picamera2 returns an RGB network's tensor as
+B, G, R) and any gain or offset between the sensor's on-chip ISP and the Pi's ISP that
+makes the main stream.
+
+Without an input tensor the attributor takes the backend's word: exact in the emulator
+without simulated latency, ``settle_frames`` on a camera whose RPK was converted without
+input persistency (``IMX500Backend`` says so once).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from ..geometry import Roi
+
+MATCH_SIZE = 32  # side of the grey images compared (enough detail, cheap: a few µs per candidate)
+
+
+@dataclass(frozen=True)
+class AttributionSettings:
+    """``min_score``: the lowest correlation accepted as "this ROI"; ``min_margin``: how
+    much better than the runner-up (another ROI) the best match must be; ``max_latency``:
+    frames after being replaced during which an old ROI may still be what the sensor uses."""
+
+    min_score: float = 0.6
+    min_margin: float = 0.03
+    max_latency: int = 8
+
+
+@dataclass
+class RoiEntry:
+    """One ROI sent to the backend: when, for which owner (a prompt's state), and when replaced."""
+
+    roi: Roi
+    owner: object
+    set_frame: int  # the index of the first capture requested after the ROI was set
+    replaced_frame: Optional[int] = None
+    seen: bool = False  # a frame has been attributed to it
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The outcome for one frame: ``entry`` is None when the frame is dropped (``reason``)."""
+
+    entry: Optional[RoiEntry]
+    reason: str  # "matched", "reported", "no-output", "unmatched", "ambiguous", "settling"
+    score: Optional[float] = None
+
+
+def grey_signature(image: np.ndarray) -> Optional[np.ndarray]:
+    """A zero-mean, unit-norm MATCH_SIZE^2 vector of the image's channel mean, or None for a flat image."""
+    # Shrink first (uint8, area average), then take the channel mean: the cost is the resize.
+    small = cv2.resize(np.ascontiguousarray(image), (MATCH_SIZE, MATCH_SIZE), interpolation=cv2.INTER_AREA)
+    small = small.astype(np.float32)
+    small = (small.mean(axis=2) if small.ndim == 3 else small).ravel()
+    small -= small.mean()
+    norm = float(np.linalg.norm(small))
+    if norm < 1e-3 * MATCH_SIZE:
+        return None  # a flat picture matches everything equally: no evidence
+    return small / norm
+
+
+def crop_signature(frame_bgr: np.ndarray, roi_frame: Roi) -> Optional[np.ndarray]:
+    patch = frame_bgr[max(roi_frame.y0, 0) : roi_frame.y1, max(roi_frame.x0, 0) : roi_frame.x1]
+    if patch.shape[0] < 2 or patch.shape[1] < 2:
+        return None
+    return grey_signature(patch)
+
+
+@dataclass
+class RoiAttributor:
+    """The ROI history and the frame-by-frame attribution, with its counts and latencies."""
+
+    settings: AttributionSettings = field(default_factory=AttributionSettings)
+    history: Deque[RoiEntry] = field(default_factory=lambda: deque(maxlen=16))
+    latencies: List[int] = field(default_factory=list)
+    counts: Dict[str, int] = field(default_factory=lambda: {
+        "matched": 0, "reported": 0, "no-output": 0, "unmatched": 0, "ambiguous": 0, "settling": 0})
+    mode: Optional[str] = None  # "input-tensor" or the backend's rule, known after the first output
+    _last_matched: Optional[Roi] = None
+
+    def roi_set(self, roi: Roi, owner: object, next_frame: int) -> None:
+        """Record that ``roi`` was sent to the backend before capture ``next_frame``."""
+        current = self.history[-1] if self.history else None
+        if current is not None and current.roi == roi:
+            current.owner = owner  # the same ROI for another prompt state (e.g. after follow)
+            return
+        if current is not None:
+            current.replaced_frame = next_frame
+        self.history.append(RoiEntry(roi, owner, next_frame))
+
+    def candidates(self, frame: int) -> List[RoiEntry]:
+        """ROIs the sensor may be using at ``frame``: the newest entry per distinct ROI among
+        those set by then and not replaced more than ``max_latency`` frames before."""
+        newest: Dict[Roi, RoiEntry] = {}
+        for entry in self.history:
+            if entry.set_frame > frame:
+                continue
+            if entry.replaced_frame is not None and frame - entry.replaced_frame >= self.settings.max_latency:
+                continue
+            newest[entry.roi] = entry
+        return list(newest.values())
+
+    def attribute(self, frame: int, frame_bgr: np.ndarray, input_image: Optional[np.ndarray],
+                  has_output: bool, settled_roi: Optional[Roi], to_frame: Callable[[Roi], Roi],
+                  backend_rule: str = "settle-frames") -> Attribution:
+        """Decide which ROI capture ``frame``'s output belongs to.
+
+        ``input_image``: the input tensor as picamera2's ``input_tensor_image`` returns it
+        (None without input persistency); ``settled_roi``: the backend's own answer (under
+        ``backend_rule``; None while settling); ``to_frame`` maps a sensor ROI to the frame.
+        """
+        if not has_output:
+            return self._count(Attribution(None, "no-output"))
+        if input_image is None:
+            # No picture of what the network saw: the backend's own word (exact in the
+            # emulator without latency, the settle rule on a camera without input persistency).
+            self.mode = backend_rule
+            if settled_roi is None:
+                return self._count(Attribution(None, "settling"))
+            entry = next((e for e in reversed(self.history) if e.roi == settled_roi), None)
+            return self._count(Attribution(entry, "reported" if entry is not None else "unmatched"))
+        self.mode = "input-tensor"
+        tensor = grey_signature(input_image)
+        scored = []
+        for entry in self.candidates(frame):
+            crop = crop_signature(frame_bgr, to_frame(entry.roi))
+            if tensor is not None and crop is not None:
+                scored.append((float(np.dot(tensor, crop)), entry))
+        if not scored:
+            return self._count(Attribution(None, "unmatched"))
+        scored.sort(key=lambda pair: pair[0], reverse=True)
+        best_score, best = scored[0]
+        if best_score < self.settings.min_score:
+            return self._count(Attribution(None, "unmatched", best_score))
+        if len(scored) > 1 and best_score - scored[1][0] < self.settings.min_margin:
+            return self._count(Attribution(None, "ambiguous", best_score))
+        self._observe(best, frame)
+        return self._count(Attribution(best, "matched", best_score))
+
+    def _observe(self, entry: RoiEntry, frame: int) -> None:
+        """The first frame inferred on a newly set ROI gives one ROI-switch latency."""
+        if not entry.seen and self._last_matched is not None and self._last_matched != entry.roi:
+            self.latencies.append(frame - entry.set_frame)
+        entry.seen = True
+        self._last_matched = entry.roi
+
+    def _count(self, attribution: Attribution) -> Attribution:
+        self.counts[attribution.reason] += 1
+        if attribution.entry is not None and attribution.reason == "reported":
+            self._last_matched = attribution.entry.roi
+        return attribution
+
+    def kpis(self) -> Dict[str, object]:
+        """What the KPI JSON reports: the mode, frame counts and the measured switch latency."""
+        latency = latency_summary(self.latencies)
+        return {"mode": self.mode, "frames": dict(self.counts), "roi_switch_latency_frames": latency}
+
+
+def latency_summary(latencies: Sequence[int]) -> Dict[str, object]:
+    if not latencies:
+        return {"n": 0, "median": None, "max": None}
+    return {"n": len(latencies), "median": float(statistics.median(latencies)), "max": int(max(latencies))}
