@@ -86,7 +86,7 @@ class Source:
 
     instances: Any  # data.InstanceSet
     weight: float = 1.0
-    teacher_cache: Any = None  # teacher.TeacherCache, needed unless the mode is supervised
+    teacher_cache: Any = None  # teacher_cache.TeacherCache, needed unless the mode is supervised
 
 
 @dataclass
