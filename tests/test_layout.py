@@ -107,3 +107,22 @@ def test_the_ground_floor_imports_no_stage():
     for module in sorted(GROUND_FLOOR):
         stages = sorted(t for t in graph[module] if t not in GROUND_FLOOR and t not in FIRMWARE_PACKAGING_SHARED)
         assert not stages, f"{module} imports {stages}"
+
+
+def test_the_flash_bundle_imports_on_its_own(tmp_path):
+    """``picosam flash`` ships only REMOTE_MODULES to the Pi: the Pi-side modules must import
+    from a copy holding just those files (the flash tests that would show it need sshd)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from imx500_picosam.flash import REMOTE_MODULES
+
+    for package, names in REMOTE_MODULES.items():
+        (tmp_path / package).mkdir()
+        for name in names:
+            shutil.copyfile(ROOT / package / name, tmp_path / package / name)
+    code = "import imx500_picosam.flash_remote, imx500_picosam.smoke, firmware_packaging.rpk"
+    done = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
