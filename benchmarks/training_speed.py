@@ -77,7 +77,7 @@ def main() -> None:
 
     import numpy as np
 
-    from imx500_picosam.calibration import load_image_rgb
+    from imx500_picosam.images import load_image_rgb
     from imx500_picosam.data import augment_colour, crop_instance, load_instances
     from imx500_picosam.train import TrainConfig, train
 

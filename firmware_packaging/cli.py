@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from imx500_picosam.errors import PicosamError
-
+from .errors import RpkError
 from .rpk import TASKS, build_intrinsics, load_intrinsics_json, read_rpk, summarize, write_with_intrinsics
 
 DEFAULT_OUTPUT_SUFFIX = ".intrinsics.rpk"
@@ -19,10 +18,10 @@ DEFAULT_OUTPUT_SUFFIX = ".intrinsics.rpk"
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Show a PicosamError as click's one-line error with exit code 1, never a traceback."""
+    """Show an RpkError as click's one-line error with exit code 1, never a traceback."""
     try:
         yield
-    except PicosamError as err:
+    except RpkError as err:
         raise click.ClickException(str(err)) from err
 
 
@@ -104,7 +103,7 @@ def _parse_aspect_ratio(text: str | None) -> dict | None:
         return None
     width, separator, height = text.partition(":")
     if not (separator and width.isdigit() and height.isdigit()):
-        raise PicosamError(f"--input-aspect-ratio {text!r}: expected W:H with whole numbers, e.g. 4:3")
+        raise RpkError(f"--input-aspect-ratio {text!r}: expected W:H with whole numbers, e.g. 4:3")
     return {"width": int(width), "height": int(height)}
 
 

@@ -42,12 +42,13 @@ import json
 import math
 import os
 import struct
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from imx500_picosam.atomic import atomic_path
-from imx500_picosam.errors import PicosamError
+from .errors import RpkError
+from .files import new_file_mode
 
 from .cpio import MAGIC as CPIO_MAGIC
 from .cpio import CpioArchive, CpioEntry, CpioFormatError, read_cpio
@@ -113,7 +114,7 @@ class RpkPackage:
 
 
 def read_rpk(path: str | os.PathLike) -> RpkPackage:
-    """Parse and validate the package at ``path``; any defect raises :class:`PicosamError`."""
+    """Parse and validate the package at ``path``; any defect raises :class:`RpkError`."""
     path = Path(path)
     return _parse_package(path, _read_bytes(path))
 
@@ -167,8 +168,8 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _error(path: Path, message: str) -> PicosamError:
-    return PicosamError(f"{path}: {message}")
+def _error(path: Path, message: str) -> RpkError:
+    return RpkError(f"{path}: {message}")
 
 
 def _read_blocks(path: Path, data: bytes) -> list[FirmwareBlock]:
@@ -457,7 +458,7 @@ def validate_intrinsics(intrinsics: Any, source: str = INTRINSICS_NAME) -> dict:
     try:
         _check_intrinsics(intrinsics, "")
     except ValueError as err:
-        raise PicosamError(f"{source}: {err}") from None
+        raise RpkError(f"{source}: {err}") from None
     return intrinsics
 
 
@@ -469,14 +470,14 @@ def build_intrinsics(
 ) -> dict:
     """Intrinsics from the common fields plus ``extra`` keys, validated like picamera2 does."""
     if extra is not None and not isinstance(extra, dict):
-        raise PicosamError(f"extra intrinsics must be a dict, got {_json_type(extra)}")
+        raise RpkError(f"extra intrinsics must be a dict, got {_json_type(extra)}")
     intrinsics = dict(extra or {})
     given = {"task": task, "inference_rate": inference_rate, "input_aspect_ratio": input_aspect_ratio}
     for key, value in given.items():
         if value is None:
             continue
         if key in intrinsics:
-            raise PicosamError(f"intrinsics: {key} given both as an argument and in extra")
+            raise RpkError(f"intrinsics: {key} given both as an argument and in extra")
         intrinsics[key] = value
     return validate_intrinsics(intrinsics, "intrinsics")
 
@@ -505,11 +506,32 @@ def write_with_intrinsics(src: str | os.PathLike, dst: str | os.PathLike, intrin
     archive = _with_intrinsics_member(package.cpio, payload)
     firmware = data[: package.cpio_offset]
     try:
-        with atomic_path(dst) as temporary:
-            temporary.write_bytes(firmware + archive.to_bytes())
-            _verify_written(temporary, dst, package, firmware, json.loads(payload))
+        _write_verified(dst, firmware + archive.to_bytes(),
+                        lambda temporary: _verify_written(temporary, dst, package, firmware, json.loads(payload)))
     except OSError as err:
         raise _error(dst, f"cannot write: {err.strerror or err}") from err
+
+
+def _write_verified(dst: Path, data: bytes, verify: Callable[[Path], None]) -> None:
+    """Write ``data`` beside ``dst``, sync it, ``verify`` it, then rename it over ``dst``.
+
+    A reader of ``dst`` sees the old file or the verified new one, never a partial write.
+    (``imx500_picosam.atomic`` does this for the rest of the project; these few lines are
+    repeated here so that the RPK tools import nothing above them.)
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        verify(temporary)
+        os.chmod(temporary, new_file_mode())  # as a new file would get it, not mkstemp's 0600
+        os.replace(temporary, dst)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _refuse_same_file(src: Path, dst: Path) -> None:
@@ -522,7 +544,7 @@ def _encode_intrinsics(intrinsics: dict) -> bytes:
     try:
         text = json.dumps(intrinsics, allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise PicosamError(f"intrinsics: cannot be written as JSON: {err}") from None
+        raise RpkError(f"intrinsics: cannot be written as JSON: {err}") from None
     # One line and a newline, as the vendor packages store it.
     return (text + "\n").encode("utf-8")
 
@@ -544,7 +566,7 @@ def _verify_written(
     data = _read_bytes(temporary)
     try:
         written = _parse_package(temporary, data)
-    except PicosamError as err:
+    except RpkError as err:
         raise _error(dst, f"the written package does not parse back: {err}") from None
     other_members = [e for e in original.cpio.entries if e.name != INTRINSICS_NAME]
     problems = [

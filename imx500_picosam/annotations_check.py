@@ -18,7 +18,7 @@ import math
 from pathlib import PurePosixPath
 from typing import Any, Dict, Optional, Tuple
 
-from .calibration import MAX_IMAGE_PIXELS
+from .images import MAX_IMAGE_PIXELS
 
 # Polygon vertices may lie this many image sizes outside the image (annotators click
 # slightly past the border); further out is not an annotation of this image.

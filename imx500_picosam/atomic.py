@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, List, Union
 
+from firmware_packaging.files import current_umask, new_file_mode
+
 from .errors import PicosamError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -147,19 +149,6 @@ def temporary_beside(final: PathLike, suffix: str = "") -> Iterator[Path]:
             tmp.unlink()
 
 
-def current_umask() -> int:
-    """The process's umask, read without changing it where Linux shows it (/proc)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: set and restore at once
-    os.umask(mask)
-    return mask
-
-
 def publish(tmp: Path, final: PathLike) -> None:
     """Rename the finished ``tmp`` over ``final`` durably (its data synced first).
 
@@ -167,7 +156,7 @@ def publish(tmp: Path, final: PathLike) -> None:
     newly created file would get (0666 less the umask), as ``open(final, "w")`` gives it.
     """
     final = Path(final)
-    os.chmod(tmp, 0o666 & ~current_umask())
+    os.chmod(tmp, new_file_mode())
     _fsync_file(tmp)
     try:
         os.replace(tmp, final)

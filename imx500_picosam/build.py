@@ -10,7 +10,7 @@ import datetime as _dt
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -18,11 +18,9 @@ import numpy as np
 
 from .atomic import atomic_path, write_json
 from .errors import PicosamError
+from .metrics import mask_iou
+from .resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
 
-UNTRAINED_WARNING = (
-    "UNTRAINED MODEL: this firmware was built from a seeded random initialisation, not a trained "
-    "checkpoint; its masks are meaningless. Pass CHECKPOINT=... to build a trained model."
-)
 AGREEMENT_RULE = (
     "mean over held-out calibration crops of IoU(float logits > 0, MCT-quantized logits > 0); "
     "IoU of two empty masks counts as 1"
@@ -46,11 +44,6 @@ class BuildOutcome:
     warnings: List[str] = field(default_factory=list)
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def mask_agreement(float_model, quantized_model, images: np.ndarray) -> Dict[str, Any]:
     float_masks = float_model.predict(images, batch_size=32, verbose=0) > 0
     quant_masks = quantized_model.predict(images, batch_size=32, verbose=0) > 0
@@ -69,16 +62,17 @@ def _tensor_dicts(tensors) -> List[Dict[str, Any]]:
 
 
 def build_firmware(options: BuildOptions) -> BuildOutcome:
-    from . import calibration, checkpoint, convert, model, package, quantize
+    from . import calibration, checkpoint, convert, model, package, quantize, toolchain
 
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: Dict[str, float] = {}
     clock = time.perf_counter()
 
-    ckpt = checkpoint.resolve_checkpoint(options.checkpoint, out / "checkpoint" / "picosam3-init.weights.h5")
+    # An imported .pt or the fallback initialisation stays inside the build folder.
+    ckpt = resolve_checkpoint(options.checkpoint, work_dir=out / "checkpoint")
     float_model = checkpoint.load_model(ckpt)
-    warnings = [UNTRAINED_WARNING] if ckpt.provenance.kind == "initialised" else []
+    warnings = [UNTRAINED_WARNING] if is_untrained(ckpt) else []
     unsupported = model.unsupported_layers(float_model)
     if unsupported:
         raise PicosamError(f"{ckpt.weights_path}: layers the IMX500 converter refuses: {unsupported}")
@@ -89,17 +83,15 @@ def build_firmware(options: BuildOptions) -> BuildOutcome:
     held_out = calibration.load_crops("held_out")
     seconds["calibration_data"] = time.perf_counter() - clock
 
-    converter_version = quantize.installed_version("imx500-converter")
-    tpc_version = options.tpc_version or quantize.tpc_version_for_converter(converter_version)
     clock = time.perf_counter()
-    quantized_model, quant = quantize.quantize_and_export(
-        float_model,
-        calib.images,
-        out / "quantized" / f"{ckpt.architecture}.keras",
-        tpc_version=tpc_version,
-        gptq=options.gptq,
-        gptq_epochs=options.gptq_epochs,
-    )
+    settings = quantize.QuantizationSettings(options.tpc_version, options.gptq, options.gptq_epochs)
+    quantized = quantize.quantized_as_built(ckpt, settings, float_model=float_model)
+    quantized_model = quantized.model
+    # The build folder keeps its own copy of what the converter reads.
+    quantized_path = out / "quantized" / f"{ckpt.architecture}.keras"
+    with atomic_path(quantized_path, suffix=".keras") as tmp:
+        shutil.copyfile(quantized.result.model_path, tmp)
+    quant = replace(quantized.result, model_path=quantized_path)
     seconds["quantize"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -136,7 +128,7 @@ def build_firmware(options: BuildOptions) -> BuildOutcome:
             "provenance": asdict(ckpt.provenance),
         },
         "toolchain": {
-            "tensorflow": quantize.installed_version("tensorflow"),
+            "tensorflow": toolchain.installed_version("tensorflow"),
             "model-compression-toolkit": quant.mct_version,
             "edge-mdt-tpc": quant.tpc_package_version,
             "tpc_version": quant.tpc_version,
@@ -149,6 +141,8 @@ def build_firmware(options: BuildOptions) -> BuildOutcome:
             "calibration_crops": quant.calibration_crops,
             "calibration_photos": sorted({source for source, _ in calib.sources}),
             "quantized_model": str(quant.model_path),
+            "from_cache": quantized.from_cache,
+            "quantize_seconds": round(quant.seconds, 2),
         },
         "float_vs_quantized": {
             **agreement,
@@ -188,7 +182,8 @@ def summary_lines(report: Dict[str, Any]) -> List[str]:
         f"{model_info['conv_macs'] / 1e6:.1f} M conv MACs",
         f"checkpoint   {report['checkpoint']['weights']} ({report['checkpoint']['provenance']['kind']})",
         f"quantized    MCT {report['toolchain']['model-compression-toolkit']} {report['quantization']['method'].upper()}, "
-        f"TPC {report['toolchain']['tpc_version']}, {report['quantization']['calibration_crops']} calibration crops",
+        f"TPC {report['toolchain']['tpc_version']}, {report['quantization']['calibration_crops']} calibration crops"
+        + (" (from the cache)" if report["quantization"].get("from_cache") else ""),
         f"agreement    float vs quantized masks: mean IoU {agree['mean_iou']:.3f} on {agree['crops']} held-out crops",
         f"converter    imxconv-tf {report['toolchain']['imx500-converter']}: {conv['memory_usage_mb']:.2f} MB of "
         f"{conv['total_on_chip_mb']:.2f} MB, fit in chip: {conv['fit_in_chip']}; input {inputs}, output {outputs}",

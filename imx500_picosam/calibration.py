@@ -9,7 +9,6 @@ roles (``calibration`` vs ``held_out``) are listed in ``calibration_data/manifes
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
@@ -18,6 +17,8 @@ import numpy as np
 
 from .errors import PicosamError
 from .geometry import crop_to_model_input, roi_from_box, to_model_range
+from .hashing import sha256_json, sha256_of
+from .images import load_image_rgb
 
 # Inside the package, so an installed wheel has it; in a checkout this is a symlink to the
 # top-level calibration_data/ (see setup.cfg's package_data).
@@ -33,54 +34,9 @@ class CropSet:
     images: np.ndarray  # (N, 96, 96, 3) float32
     sources: Tuple[Tuple[str, Tuple[float, float, float, float]], ...]  # (photo, box xywh)
 
-
-# Pillow's decompression-bomb policy, made strict: an image header may claim at most this
-# many pixels (Pillow only warns between 1x and 2x its default). 89.5 M pixels is Pillow's
-# own default, far beyond any camera photo or COCO image, and a 268 MB RGB array at most.
-MAX_IMAGE_PIXELS = 89_478_485
-
-
-def _open_image(path: Path):
-    """Open ``path`` lazily (header only) under the pixel cap; errors are one line naming it."""
-    from PIL import Image, UnidentifiedImageError
-
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-    except FileNotFoundError:
-        raise PicosamError(f"{path}: image file not found") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PicosamError(f"{path}: image header claims more than {MAX_IMAGE_PIXELS:,} pixels; refused") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        # ValueError: a path Pillow cannot open at all (an embedded NUL byte).
-        raise PicosamError(f"{path}: cannot read image ({err.__class__.__name__})") from None
-    width, height = image.size
-    if width * height > MAX_IMAGE_PIXELS:
-        image.close()
-        raise PicosamError(f"{path}: image header claims {width}x{height} pixels, more than {MAX_IMAGE_PIXELS:,}; refused")
-    return image
-
-
-def image_size(path: Path) -> Tuple[int, int]:
-    """(width, height) from the image file's header, without decoding its pixels."""
-    with _open_image(path) as image:
-        return image.size
-
-
-def load_image_rgb(path: Path) -> np.ndarray:
-    """Read an image file as an RGB uint8 array (one-line error if it cannot be read)."""
-    from PIL import Image
-
-    with _open_image(path) as image:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                return np.asarray(image.convert("RGB"))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as err:
-            # A header that opened but pixel data that does not decode (truncated, corrupt).
-            raise PicosamError(f"{path}: cannot read image ({err.__class__.__name__}: {str(err)[:80]})") from None
+    def as_uint8(self) -> np.ndarray:
+        """The crops as the sensor delivers them, (N, 96, 96, 3) uint8: what engines take."""
+        return np.round(self.images * 256).astype(np.uint8)
 
 
 def sample_boxes(width: int, height: int, count: int, rng: np.random.Generator) -> List[Tuple[float, ...]]:
@@ -98,15 +54,29 @@ def sample_boxes(width: int, height: int, count: int, rng: np.random.Generator) 
     return boxes
 
 
-def load_crops(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR) -> CropSet:
-    """All crops of the photos with ``role`` ('calibration' or 'held_out'), in manifest order."""
-    manifest_path = Path(calibration_dir) / "manifest.json"
+def _read_manifest(manifest_path: Path) -> dict:
     try:
-        manifest = json.loads(manifest_path.read_text())
+        return json.loads(manifest_path.read_text())
     except FileNotFoundError:
         raise PicosamError(f"{manifest_path}: calibration manifest not found") from None
     except json.JSONDecodeError as err:
         raise PicosamError(f"{manifest_path}: not valid JSON (line {err.lineno})") from None
+
+
+def crops_fingerprint(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR) -> str:
+    """A sha256 that changes whenever :func:`load_crops` would return other crops for ``role``:
+    the manifest (seed, crops per photo, roles) and every photo it lists with that role.
+    Caches of models quantized on these crops are keyed by it."""
+    manifest_path = Path(calibration_dir) / "manifest.json"
+    manifest = _read_manifest(manifest_path)
+    photos = {p["file"]: sha256_of(Path(calibration_dir) / p["file"]) for p in manifest["photos"] if p["role"] == role}
+    return sha256_json({"manifest": sha256_of(manifest_path), "role": role, "photos": photos})
+
+
+def load_crops(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR) -> CropSet:
+    """All crops of the photos with ``role`` ('calibration' or 'held_out'), in manifest order."""
+    manifest_path = Path(calibration_dir) / "manifest.json"
+    manifest = _read_manifest(manifest_path)
     crops, sources = [], []
     for index, photo in enumerate(manifest["photos"]):
         if photo["role"] != role:

@@ -7,7 +7,6 @@ with the weights' sha256, so a build can never present random weights as a train
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from .errors import PicosamError
+from .hashing import sha256_of
 
 SIDECAR_FORMAT = "imx500-picosam-checkpoint/1"
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -54,14 +54,6 @@ def sidecar_path_for(weights_path: Path) -> Path:
     name = weights_path.name
     stem = name[: -len(WEIGHTS_SUFFIX)] if name.endswith(WEIGHTS_SUFFIX) else weights_path.stem
     return weights_path.with_name(stem + ".json")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkpoint:
@@ -238,20 +230,3 @@ def default_checkpoint() -> Optional[Checkpoint]:
     if DEFAULT_CHECKPOINT.is_file() and sidecar_path_for(DEFAULT_CHECKPOINT).is_file():
         return read_checkpoint(DEFAULT_CHECKPOINT)
     return None
-
-
-def resolve_checkpoint(path: Optional[Path], default_init_path: Path) -> Checkpoint:
-    """The checkpoint a build uses: the given one (an authors' ``.pt`` is imported next to
-    ``default_init_path``), else the shipped trained one, else a seeded initialisation."""
-    if path is not None and Path(path).suffix == ".pt":
-        from .import_weights import import_checkpoint
-
-        return import_checkpoint(Path(path), default_init_path.parent)
-    if path is not None:
-        return read_checkpoint(Path(path))
-    shipped = default_checkpoint()
-    if shipped is not None:
-        return shipped
-    if default_init_path.exists() and sidecar_path_for(default_init_path).exists():
-        return read_checkpoint(default_init_path)
-    return initialise_checkpoint(default_init_path)

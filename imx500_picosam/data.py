@@ -19,12 +19,13 @@ import json
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import PicosamError
 from .geometry import Roi, crop_mask_to_model_input, crop_to_model_input, jitter_box, roi_from_box
+from .images import ImageCache, image_size
 
 # COCO's object-size buckets, by mask area in pixels.
 SMALL_AREA = 32 * 32
@@ -158,8 +159,6 @@ def _build_index(path: Path, data: Dict[str, Any], fmt: str):
 
 def _image_file_problem(path: Path, width: int, height: int) -> Optional[str]:
     """Why the photo at ``path`` cannot back a ``width`` x ``height`` record, from its header alone."""
-    from .calibration import image_size
-
     try:
         if not path.is_file():
             return "whose image file is missing"
@@ -263,37 +262,6 @@ def load_instances(
     index_images = [dict(images[i], width=sizes[i][0], height=sizes[i][1]) for i in sorted({a["image_id"] for a in kept})]
     api = _build_index(annotations_path, {"images": index_images, "annotations": kept, "categories": []}, fmt)
     return InstanceSet(annotations_path, images_dir, fmt, instances, skipped, api)
-
-
-class LruCache:
-    """Values by key, loaded on first use; the least recently used is dropped beyond ``capacity``."""
-
-    def __init__(self, load: Callable[[Any], Any], capacity: int):
-        self.load, self.capacity = load, capacity
-        self._values: "OrderedDict[Any, Any]" = OrderedDict()
-
-    def get(self, key):
-        if key in self._values:
-            self._values.move_to_end(key)
-            return self._values[key]
-        return self.put(key, self.load(key))
-
-    def put(self, key, value):
-        """Store ``value`` for ``key`` (replacing what was loaded before); returns it."""
-        self._values[key] = value
-        self._values.move_to_end(key)
-        if len(self._values) > self.capacity:
-            self._values.popitem(last=False)
-        return value
-
-
-class ImageCache(LruCache):
-    """Decoded RGB images by path."""
-
-    def __init__(self, capacity: int = 64):
-        from .calibration import load_image_rgb
-
-        super().__init__(load_image_rgb, capacity)
 
 
 @dataclass(frozen=True)

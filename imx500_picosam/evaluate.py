@@ -33,7 +33,8 @@ import numpy as np
 
 from .data import size_bucket
 from .errors import PicosamError
-from .geometry import Roi, crop_mask_to_model_input, jitter_box, roi_from_box, to_model_range
+from .geometry import Roi, crop_mask_to_model_input, jitter_box, roi_from_box
+from .metrics import mask_iou as iou  # evaluate.iou: the loop and its callers use this name
 
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2))
 DEFAULT_JITTERS = (0.0, 0.1, 0.3)
@@ -53,12 +54,6 @@ class Prompt:
     size_bucket: str
 
 
-def iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two boolean masks; 1.0 when both are empty (as the authors)."""
-    union = np.logical_or(pred, truth).sum()
-    return float(np.logical_and(pred, truth).sum() / union) if union else 1.0
-
-
 def summarise(ious: Sequence[float]) -> Dict[str, object]:
     values = np.asarray(ious, dtype=np.float64)
     above = {f"{t:.2f}": float((values >= t).mean()) for t in IOU_THRESHOLDS}
@@ -71,49 +66,16 @@ def summarise(ious: Sequence[float]) -> Dict[str, object]:
 # full-image boolean mask ("full" kind); the protocols convert between the two.
 
 
-class KerasMethod:
+class CropMethod:
+    """A PicoSAM engine (float, MCT-quantized or INT8 TFLite) under the method's name."""
+
     kind = "crop"
 
-    def __init__(self, name: str, model):
-        import tensorflow as tf
-
-        self.name, self.model = name, model
-        # A traced graph: about a third less CPU per batch than calling the model eagerly,
-        # same logits to float round-off (measured: max difference 3e-6).
-        self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    def __init__(self, name: str, engine):
+        self.name, self.engine = name, engine
 
     def predict_crops(self, crops_uint8: np.ndarray) -> np.ndarray:
-        return np.asarray(self._call(to_model_range(crops_uint8)))[..., 0]
-
-
-class TfliteMethod:
-    kind = "crop"
-
-    def __init__(self, name: str, tflite_path: Path):
-        import tensorflow as tf
-
-        self.name = name
-        self.interpreter = tf.lite.Interpreter(model_path=str(tflite_path), num_threads=2)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-
-    def predict_crops(self, crops_uint8: np.ndarray) -> np.ndarray:
-        results = []
-        in_scale, in_zero = self.input["quantization"]
-        out_scale, out_zero = self.output["quantization"]
-        for crop in crops_uint8:
-            x = to_model_range(crop[None])
-            if self.input["dtype"] != np.float32:
-                x = np.clip(np.round(x / in_scale + in_zero), np.iinfo(self.input["dtype"]).min,
-                            np.iinfo(self.input["dtype"]).max).astype(self.input["dtype"])
-            self.interpreter.set_tensor(self.input["index"], x)
-            self.interpreter.invoke()
-            y = self.interpreter.get_tensor(self.output["index"])
-            if self.output["dtype"] != np.float32:
-                y = (y.astype(np.float32) - out_zero) * out_scale
-            results.append(y[0, ..., 0])
-        return np.stack(results)
+        return self.engine.predict_crops(crops_uint8)
 
 
 class TeacherMethod:
@@ -238,7 +200,7 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
     """
     from tqdm import tqdm
 
-    from .calibration import load_image_rgb
+    from .images import load_image_rgb
     from .geometry import crop_to_model_input
 
     if not methods or not jitters:
@@ -535,39 +497,21 @@ def plot_results(report: Dict[str, object], png_path: Path) -> None:
     plt.close(fig)
 
 
-def _quantized_method(name: str, quantized, tflite_dir: Optional[Path]):
-    """MCT's quantized model (as `make rpk` builds it) or MCT's INT8 TFLite export of it."""
-    from .quantize import export_int8_tflite
-
-    if name == "quantized":
-        return KerasMethod(METHOD_NAMES["quantized"], quantized)
-    path = export_int8_tflite(quantized, Path(tflite_dir or "build") / "picosam_int8.tflite")
-    return TfliteMethod(METHOD_NAMES["tflite"], path)
+# ``--methods`` names of PicoSAM itself: each is the engine kind of the same name.
+PICOSAM_METHODS = ("float", "quantized", "tflite")
 
 
-def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher_spec: Optional[str],
-                  tflite_dir: Optional[Path] = None) -> List:
-    """``float``, ``quantized``, ``tflite`` (PicoSAM from the checkpoint), ``box``, ``grabcut``, ``teacher``."""
-    from .checkpoint import default_checkpoint, load_model, read_checkpoint
+def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher_spec: Optional[str]) -> List:
+    """``float``, ``quantized``, ``tflite`` (PicoSAM from the checkpoint; the quantized two as
+    ``make rpk`` builds them, cached), ``box``, ``grabcut``, ``teacher``."""
+    from .engines import load_engine
+    from .resolve import resolve_checkpoint
 
     methods: List = []
-    model = quantized = None
-    if any(n in ("float", "quantized", "tflite") for n in names):
-        ckpt = read_checkpoint(Path(checkpoint_path)) if checkpoint_path else default_checkpoint()
-        if ckpt is None:
-            raise PicosamError("no checkpoint given and none ships with this copy (--checkpoint)")
-        model = load_model(ckpt)
+    ckpt = resolve_checkpoint(checkpoint_path) if any(n in PICOSAM_METHODS for n in names) else None
     for name in names:
-        if name == "float":
-            methods.append(KerasMethod(METHOD_NAMES["float"], model))
-        elif name in ("quantized", "tflite"):
-            if quantized is None:  # quantize once when both are asked for
-                from .calibration import load_crops
-                from .quantize import installed_version, quantize_model, tpc_version_for_converter
-
-                tpc = tpc_version_for_converter(installed_version("imx500-converter"))
-                quantized = quantize_model(model, load_crops("calibration").images, tpc_version=tpc)
-            methods.append(_quantized_method(name, quantized, tflite_dir))
+        if name in PICOSAM_METHODS:
+            methods.append(CropMethod(METHOD_NAMES[name], load_engine(ckpt, name, num_threads=2)))
         elif name == "box":
             methods.append(BoxMethod())
         elif name == "grabcut":

@@ -38,14 +38,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import flash_remote
 from .atomic import write_json
-from .checkpoint import sha256_of
 from .errors import PicosamError
+from .hashing import sha256_of
 from .smoke import DEFAULT_FRAMES, PICOSAM_OUTPUT_ELEMENTS
 
 # What the Pi needs to run flash_remote: standard library only (plus picamera2 there).
 REMOTE_MODULES: Dict[str, Tuple[str, ...]] = {
     "imx500_picosam": ("__init__.py", "errors.py", "atomic.py", "package.py", "smoke.py", "flash_remote.py"),
-    "firmware_packaging": ("__init__.py", "cpio.py", "rpk.py"),
+    "firmware_packaging": ("__init__.py", "cpio.py", "errors.py", "files.py", "rpk.py"),
 }
 DEFAULT_REMOTE_DIR = "~/picosam"
 DEFAULT_RETRIES = 3

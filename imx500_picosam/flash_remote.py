@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Sequence
 
 from .atomic import atomic_path, replace_symlink, write_json
-from .errors import PicosamError
+from .errors import PicosamError, UserError
 from .package import PACKAGER, package_rpk, segmentation_intrinsics
 from .smoke import DEFAULT_FRAMES, DEFAULT_UPLOAD_TIMEOUT_S, PICOSAM_OUTPUT_ELEMENTS, CameraNotDetected, run_smoke_test
 
@@ -77,7 +77,7 @@ def prepare_firmware(payload: Path, work_dir: Path, inference_rate: float) -> Pa
     if payload.suffix == ".zip":
         try:
             result = package_rpk(payload, work_dir, inference_rate)
-        except PicosamError:
+        except UserError:
             _show_packager_log(work_dir / f"{PACKAGER}.log")
             raise
         if result.rpk is None:
@@ -245,7 +245,7 @@ def flash_here(args: argparse.Namespace) -> Dict[str, Any]:
         result.update(kind="packager-missing", error=str(err))
     except FlashBusy as err:
         result.update(kind="busy", error=str(err))
-    except (PicosamError, OSError) as err:
+    except (UserError, OSError) as err:
         result.update(kind=STAGE_KINDS[stage], error=str(err))
     except Exception as err:  # a bug must still leave current.rpk alone and report one line
         traceback.print_exc()

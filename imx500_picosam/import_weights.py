@@ -270,7 +270,7 @@ def measure_import(architecture: str, weights: Dict[str, List[np.ndarray]], impo
 def import_checkpoint(pt_path: Path, out_dir: Path, arch: str = "auto") -> Checkpoint:
     """Import ``pt_path`` into ``out_dir/<stem>.weights.h5`` + sidecar (provenance ``imported``)."""
     from .calibration import load_crops
-    from .checkpoint import sha256_of
+    from .hashing import sha256_of
     from .model import ARCHITECTURES
 
     pt_path = Path(pt_path)

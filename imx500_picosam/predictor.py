@@ -1,19 +1,19 @@
 """Still-image inference: image + box prompt -> mask at the image's size.
 
 The same path the camera takes, on the CPU: the box becomes an ROI by the shared geometry
-rule, the ROI is stretched to 96x96 and scaled like the sensor's input (1/256), the model
-returns 96x96 logits, and the mask is pasted back into the frame.
+rule, the ROI is stretched to 96x96, an engine (which scales it like the sensor's input,
+1/256) returns 96x96 logits, and the mask is pasted back into the frame.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .geometry import Roi, crop_to_model_input, paste_logits, roi_from_box, to_model_range
+from .engines import load_engine
+from .geometry import Roi, crop_to_model_input, paste_logits, roi_from_box
 
 
 @dataclass(frozen=True)
@@ -24,29 +24,18 @@ class Segmentation:
 
 
 class Predictor:
-    """Wraps a float or MCT-quantized Keras model."""
+    """Still-image inference with any :mod:`~imx500_picosam.engines` engine."""
 
-    def __init__(self, model, quantized: bool = False):
-        self.model = model
-        self.quantized = quantized
+    def __init__(self, engine):
+        self.engine = engine
 
     @classmethod
-    def from_checkpoint(cls, checkpoint_path: Path, quantized: bool = False) -> "Predictor":
-        from .checkpoint import load_model, read_checkpoint
-
-        model = load_model(read_checkpoint(Path(checkpoint_path)))
-        if quantized:
-            # The exact quantization `make rpk` applies: same calibration crops, same TPC.
-            from .calibration import load_crops
-            from .quantize import installed_version, quantize_model, tpc_version_for_converter
-
-            tpc = tpc_version_for_converter(installed_version("imx500-converter"))
-            model = quantize_model(model, load_crops("calibration").images, tpc_version=tpc)
-        return cls(model, quantized=quantized)
+    def from_checkpoint(cls, checkpoint, quantized: bool = False, log=None) -> "Predictor":
+        """The float model, or (``quantized``) the network ``make rpk`` builds from it."""
+        return cls(load_engine(checkpoint, "quantized" if quantized else "float", log=log))
 
     def segment(self, image_rgb: np.ndarray, box_xywh: Sequence[float]) -> Segmentation:
         height, width = image_rgb.shape[:2]
         roi = roi_from_box(box_xywh, width, height)
-        crop = to_model_range(crop_to_model_input(image_rgb, roi))[None]
-        logits = np.asarray(self.model(crop, training=False))[0, :, :, 0].astype(np.float32)
+        logits = self.engine.predict_crops(crop_to_model_input(image_rgb, roi)[None])[0]
         return Segmentation(roi=roi, logits=logits, mask=paste_logits(logits, roi, height, width))

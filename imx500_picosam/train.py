@@ -86,7 +86,7 @@ class Source:
 
     instances: Any  # data.InstanceSet
     weight: float = 1.0
-    teacher_cache: Any = None  # teacher.TeacherCache, needed unless the mode is supervised
+    teacher_cache: Any = None  # teacher_cache.TeacherCache, needed unless the mode is supervised
 
 
 @dataclass
@@ -150,7 +150,8 @@ def example_stream(sources, config: TrainConfig, start_position: int) -> Iterato
     without replaying the ones before it, so a resumed run sees what an uninterrupted one
     would have seen.
     """
-    from .data import Augmentation, ImageCache, iterate_crops
+    from .data import Augmentation, iterate_crops
+    from .images import ImageCache
 
     augmentation = Augmentation(config.box_jitter, config.horizontal_flip, config.colour, config.copy_paste)
     # Every photo of a subset-sized set stays decoded for the whole run (a 640 px JPEG is
@@ -272,13 +273,15 @@ def _train(sources, out_dir: Path, state_dir: Path, config: TrainConfig, strateg
            provenance_details, progress: bool) -> TrainResult:
     from tqdm import tqdm
 
-    from .checkpoint import Provenance, load_model, read_checkpoint, save_checkpoint, sha256_of
+    from .checkpoint import Provenance, load_model, save_checkpoint
+    from .hashing import sha256_of
     from .model import build_model
+    from .resolve import resolve_checkpoint
 
     initialised_from = None
     with strategy.scope():
         if init_checkpoint is not None:
-            start = read_checkpoint(Path(init_checkpoint))
+            start = resolve_checkpoint(Path(init_checkpoint))  # the front door: .weights.h5, a folder or a .pt
             model = load_model(start)
             # The start's own provenance is kept whole, so a chain of runs stays traceable.
             initialised_from = {"weights": start.weights_path.name, "sha256": start.weights_sha256,

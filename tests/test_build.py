@@ -26,7 +26,7 @@ def build(tmp_path_factory):
         env["PATH"] = f"{FAKES}{os.pathsep}{env['PATH']}"
         env["FAKE_PACKAGER_RPK"] = str(vendor_rpk)
     completed = subprocess.run(
-        [sys.executable, "-m", "imx500_picosam", "build", "--out", str(out), "--inference-rate", "25"],
+        [sys.executable, "-m", "imx500_picosam", "build", "--build", str(out), "--inference-rate", "25"],
         capture_output=True,
         text=True,
         env=env,

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from imx500_picosam.calibration import DEFAULT_CALIBRATION_DIR, load_crops, load_image_rgb
+from imx500_picosam.calibration import DEFAULT_CALIBRATION_DIR, load_crops
+from imx500_picosam.images import load_image_rgb
 from imx500_picosam.errors import PicosamError
 
 

@@ -7,7 +7,6 @@ from imx500_picosam.checkpoint import (
     initialise_checkpoint,
     load_model,
     read_checkpoint,
-    resolve_checkpoint,
     sidecar_path_for,
 )
 from imx500_picosam.errors import PicosamError
@@ -73,14 +72,3 @@ def test_corrupt_sidecar(tmp_path, saved):
     sidecar_path_for(copy).write_text("{not json")
     with pytest.raises(PicosamError, match="c.json: not valid JSON"):
         read_checkpoint(copy)
-
-
-def test_resolve_defaults_to_initialisation_once(tmp_path, monkeypatch):
-    # As in a copy of the package without the shipped trained checkpoint.
-    import imx500_picosam.checkpoint as checkpoint_module
-
-    monkeypatch.setattr(checkpoint_module, "DEFAULT_CHECKPOINT", tmp_path / "absent.weights.h5")
-    default = tmp_path / "init" / "picosam3-init.weights.h5"
-    first = resolve_checkpoint(None, default)
-    assert first.provenance.kind == "initialised"
-    assert resolve_checkpoint(None, default).weights_sha256 == first.weights_sha256

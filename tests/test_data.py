@@ -94,7 +94,7 @@ def test_unusable_instances_are_counted_not_raised(tmp_path, dev_set):
 def test_crop_uses_the_shared_roi_rule(dev_set):
     instances = load_instances(dev_set / "annotations.json", dev_set / "images")
     inst = instances.instances[0]
-    from imx500_picosam.calibration import load_image_rgb
+    from imx500_picosam.images import load_image_rgb
 
     image = load_image_rgb(inst.image_path)
     crop = crop_instance(image, instances.decode_mask(inst), inst.box_xywh)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from conftest import PHOTOS
 from imx500_picosam.cli import main
-from imx500_picosam.runtime import emulator
+from imx500_picosam.runtime import backends
 
 PHOTO = PHOTOS / "chelsea.png"  # 451 x 300
 
@@ -133,7 +133,7 @@ def test_camera_demo_on_a_desktop_says_where_picamera2_comes_from(tmp_path, pico
 def test_cli_engine_choices_are_the_emulators():
     demo = main.commands["demo"]
     (engine,) = [p for p in demo.params if p.name == "engine"]
-    assert tuple(engine.type.choices) == emulator.ENGINES and engine.default == emulator.DEFAULT_ENGINE
+    assert tuple(engine.type.choices) == tuple(backends.DEMO_ENGINES) and engine.default == backends.DEFAULT_DEMO_ENGINE
 
 
 class ScriptedWindow:
@@ -170,7 +170,8 @@ class ScriptedWindow:
 
 
 def test_the_window_prompts_by_drag_resets_with_r_and_quits_with_q(monkeypatch, quantized_picosam3):
-    from imx500_picosam.runtime import EmulatorBackend, Session, TfliteEngine, open_source
+    from imx500_picosam.engines import TfliteEngine
+    from imx500_picosam.runtime import EmulatorBackend, Session, open_source
     from imx500_picosam.runtime.demo import run_interactive
 
     window = ScriptedWindow({

@@ -20,7 +20,7 @@ from conftest import FAKES, PROJECT_ROOT, RPK_FIXTURES
 from firmware_packaging.rpk import read_rpk
 from imx500_picosam import flash_remote
 from imx500_picosam.atomic import replace_symlink
-from imx500_picosam.errors import PicosamError
+from imx500_picosam.errors import PicosamError, RpkError
 from imx500_picosam.flash import REMOTE_MODULES, plan_flash
 from loopback_pi import SSHD, CuttingProxy, LoopbackPi, free_port, keygen, public_key
 
@@ -331,7 +331,7 @@ def test_smoke_refuses_a_file_that_is_not_an_rpk(fake_camera, tmp_path):
 
     bogus = tmp_path / "network.rpk"
     bogus.write_bytes(b"PK\x03\x04 not a package")
-    with pytest.raises(PicosamError, match="network.rpk: not an IMX500 network package"):
+    with pytest.raises(RpkError, match="network.rpk: not an IMX500 network package"):
         run_smoke_test(bogus)
 
 

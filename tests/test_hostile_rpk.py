@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from firmware_packaging import rpk
 from firmware_packaging.cli import rpk_group
 from firmware_packaging.rpk import load_intrinsics_json, read_rpk, summarize
-from imx500_picosam.errors import PicosamError
+from firmware_packaging.errors import RpkError
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "rpk"
 if not FIXTURES.is_dir():
@@ -49,7 +49,7 @@ def with_member(source: Path, name: str, data: bytes) -> bytes:
 
 
 def _one_line(call, path) -> str:
-    with pytest.raises(PicosamError) as err:
+    with pytest.raises(RpkError) as err:
         call(path)
     message = str(err.value)
     assert "\n" not in message and str(path) in message

@@ -7,7 +7,8 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from imx500_picosam.checkpoint import DEFAULT_CHECKPOINT, default_checkpoint, read_checkpoint, resolve_checkpoint
+from imx500_picosam.checkpoint import DEFAULT_CHECKPOINT, default_checkpoint, read_checkpoint
+from imx500_picosam.resolve import resolve_checkpoint
 from imx500_picosam.cli import main
 
 
@@ -68,5 +69,5 @@ def test_builds_use_the_shipped_trained_checkpoint(tmp_path):
     assert not set(details["data"][0]["image_ids"]) & read_id_list(COCO_SUBSET_VAL_IDS)
     val = details["validation"]["coco_subset_val_split"]
     assert val["picosam-float"]["0.00"]["n"] == 314 and val["picosam-float"]["0.00"]["miou"] > 0.5
-    chosen = resolve_checkpoint(None, tmp_path / "init.weights.h5")
-    assert chosen.weights_path == DEFAULT_CHECKPOINT and not (tmp_path / "init.weights.h5").exists()
+    chosen = resolve_checkpoint(None, work_dir=tmp_path)
+    assert chosen.weights_path == DEFAULT_CHECKPOINT and not any(tmp_path.iterdir())

@@ -3,7 +3,9 @@ import pytest
 
 from imx500_picosam.calibration import load_crops
 from imx500_picosam.checkpoint import initialise_checkpoint, load_model
-from imx500_picosam.quantize import TPC_FOR_CONVERTER, quantize_model, tpc_version_for_converter
+from imx500_picosam import quantize
+from imx500_picosam.quantize import QuantizationSettings, quantize_model, quantized_as_built
+from imx500_picosam.toolchain import TPC_FOR_CONVERTER, tpc_version_for_converter
 
 
 def test_tpc_follows_the_converter():
@@ -20,3 +22,30 @@ def test_gptq_runs_and_stays_close_to_float(tmp_path):
     f, q = model.predict(probe, verbose=0), quantized.predict(probe, verbose=0)
     assert not np.array_equal(f, q)
     assert np.corrcoef(f.ravel(), q.ravel())[0, 1] > 0.95
+
+
+def test_the_quantized_model_comes_back_from_the_cache_unchanged(quantized_picosam3, monkeypatch):
+    checkpoint = quantized_picosam3.checkpoint
+
+    def must_not_quantize(*args, **kwargs):
+        raise AssertionError("quantized again")
+
+    monkeypatch.setattr(quantize, "quantize_model", must_not_quantize)
+    again = quantized_as_built(checkpoint)
+    assert again.from_cache and again.result.tpc_version == QuantizationSettings().resolved().tpc_version
+    crops = load_crops("held_out").images
+    np.testing.assert_array_equal(again.model.predict(crops, verbose=0),
+                                  quantized_picosam3.keras.predict(crops, verbose=0))
+
+
+def test_the_cache_key_follows_weights_settings_and_calibration(quantized_picosam3, tmp_path, monkeypatch):
+    checkpoint = quantized_picosam3.checkpoint
+    default = QuantizationSettings().resolved()
+    path = quantize._cache_path(checkpoint, default, ".keras")
+    assert path == quantize._cache_path(checkpoint, QuantizationSettings(gptq_epochs=9).resolved(), ".keras")  # PTQ
+    assert path != quantize._cache_path(checkpoint, QuantizationSettings(gptq=True).resolved(), ".keras")
+    assert path != quantize._cache_path(checkpoint, QuantizationSettings(tpc_version="4.0"), ".keras")
+    other = initialise_checkpoint(tmp_path / "other.weights.h5", seed=4)
+    assert path != quantize._cache_path(other, default, ".keras")
+    monkeypatch.setattr(quantize, "crops_fingerprint", lambda role: "other photos")
+    assert path != quantize._cache_path(checkpoint, default, ".keras")

@@ -113,12 +113,15 @@ def test_emulator_with_latency_attributes_each_frame(scene):
     photo = PHOTOS / "chelsea.png"
     seen = []
 
-    def network(batch):
-        seen.append((batch[0] * 256).round().astype(np.uint8))
-        return batch[0, :, :, 2] - 0.5
+    class Network:  # an engine (imx500_picosam.engines) that records the crops it is given
+        name = "recording"
+
+        def predict_crops(self, crops_uint8):
+            seen.append(crops_uint8[0].copy())
+            return crops_uint8[..., 2].astype(np.float32) / 256.0 - 0.5
 
     boxes = [(140, 40, 170, 170), (20, 150, 100, 100), (330, 180, 100, 100)]
-    backend = EmulatorBackend(open_source(str(photo)), network, roi_latency=(0, 3), seed=7)
+    backend = EmulatorBackend(open_source(str(photo)), Network(), roi_latency=(0, 3), seed=7)
     with Session(backend, boxes=boxes) as session:
         results = [session.step().result for _ in range(40)]
         kpis = session.kpis()

@@ -10,8 +10,9 @@ import pytest
 from conftest import BLUE_DISK_RADIUS, PAN_STEP, PHOTOS, disk_centre_in_pan_frame
 from imx500_picosam.calibration import load_crops
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.geometry import Roi, crop_to_model_input, paste_logits, roi_from_box, to_model_range
-from imx500_picosam.runtime import EmulatorBackend, KerasEngine, Session, TfliteEngine, open_source
+from imx500_picosam.engines import KerasEngine, TfliteEngine
+from imx500_picosam.geometry import Roi, crop_to_model_input, paste_logits, roi_from_box
+from imx500_picosam.runtime import EmulatorBackend, Session, open_source
 
 PHOTO = PHOTOS / "chelsea.png"  # 451 x 300
 BOX = (140, 40, 170, 170)
@@ -33,8 +34,8 @@ class BlueNetwork:
 
     name = "blue"
 
-    def __call__(self, batch):
-        rgb = batch[0]
+    def predict_crops(self, crops_uint8):
+        rgb = crops_uint8.astype(np.float32) / 256.0
         return ((rgb[..., 2] - np.maximum(rgb[..., 0], rgb[..., 1])) * 10 - 3).astype(np.float32)
 
 
@@ -47,7 +48,7 @@ def test_quantized_picosam3_segments_a_real_photograph(tflite_engine):
     # the ROI is the shared rule's, on the photo itself
     assert result.roi_sensor == result.roi_frame == roi_from_box(BOX, 451, 300) == Roi(123, 23, 327, 227)
     # the network saw exactly the crop training and `picosam segment` feed it
-    logits = tflite_engine(to_model_range(crop_to_model_input(image_rgb, result.roi_sensor))[None])
+    logits = tflite_engine.predict_crops(crop_to_model_input(image_rgb, result.roi_sensor)[None])[0]
     assert np.abs(logits).max() > 0
     reference = paste_logits(logits, result.roi_sensor, 300, 451)
     assert np.array_equal(result.full_mask() > 0, reference)
@@ -61,9 +62,9 @@ def test_quantized_picosam3_segments_a_real_photograph(tflite_engine):
 
 def test_int8_tflite_export_follows_mcts_quantized_model(tflite_engine, keras_engine):
     """Agreement on crops of the two held-out photographs (never used for calibration)."""
-    crops = load_crops("held_out").images[::2]
-    tflite = np.stack([tflite_engine(crop[None]) for crop in crops])
-    keras = np.stack([keras_engine(crop[None]) for crop in crops])
+    crops = load_crops("held_out").as_uint8()[::2]
+    tflite = tflite_engine.predict_crops(crops)
+    keras = keras_engine.predict_crops(crops)
     assert np.corrcoef(tflite.ravel(), keras.ravel())[0, 1] > 0.99
     assert ((tflite > 0) == (keras > 0)).mean() > 0.98
 

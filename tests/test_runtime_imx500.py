@@ -13,9 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
 from picamera2_fake import FakeSensor, fake_roi_scaled, make_picamera2  # noqa: E402
 
 from conftest import RPK_FIXTURES
-from imx500_picosam.errors import PicosamError
+from imx500_picosam.errors import PicosamError, RpkError
 from imx500_picosam.geometry import Roi, paste_logits, roi_from_box
-from imx500_picosam.runtime import IMX500Backend, Session, TfliteEngine
+from imx500_picosam.engines import TfliteEngine
+from imx500_picosam.runtime import IMX500Backend, Session
 from imx500_picosam.runtime.coords import box_to_sensor, StreamGeometry
 from test_runtime_decode import asymmetric_logits
 
@@ -121,7 +122,7 @@ def test_kpi_and_firmware_loading_frames(picosam_rpk, scene):
 def test_real_quantized_picosam3_on_the_sensor(picosam_rpk, scene, quantized_picosam3):
     """The real network in the fake sensor: its logits reach the mask bit for bit."""
     engine = TfliteEngine(quantized_picosam3.tflite)
-    sensor = FakeSensor(scene, lambda tensor: engine((tensor.astype(np.float32) / 256.0)[None]))
+    sensor = FakeSensor(scene, lambda tensor: engine.predict_crops(tensor[None])[0])
     backend, _ = camera(picosam_rpk, sensor)
     with Session(backend, boxes=[BOX]) as session:
         result = steps_until_mask(session).result
@@ -147,7 +148,7 @@ def test_a_network_that_is_not_picosam_is_refused(tmp_path):
         pytest.skip("vendor RPK fixtures not found")
     with pytest.raises(PicosamError, match="takes a 320x320 input, not PicoSAM's 96x96"):
         IMX500Backend(deeplab, picamera2=make_picamera2(None))
-    with pytest.raises(PicosamError, match="missing.rpk"):
+    with pytest.raises(RpkError, match="missing.rpk"):
         IMX500Backend(tmp_path / "missing.rpk", picamera2=make_picamera2(None))
 
 

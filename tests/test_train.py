@@ -9,7 +9,7 @@ import tensorflow as tf
 from imx500_picosam.checkpoint import load_model, read_checkpoint
 from imx500_picosam.data import load_instances
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.teacher import TeacherCache, fill_cache
+from imx500_picosam.teacher_cache import TeacherCache, fill_cache
 from imx500_picosam.train import TrainConfig, distillation_loss, train
 
 

@@ -2,149 +2,27 @@
 PicoSAM3 runs on the same ROI crop the sensor would make.
 
 The crop is :func:`imx500_picosam.geometry.crop_to_model_input` (the ROI stretched to
-96x96, as the sensor stretches it, scaled to [0, 1) as the sensor feeds it) and the network
-is the model ``make rpk`` quantizes, run by one of two engines:
-
-* ``tflite`` (default): MCT's INT8 TFLite export, run by ``tf.lite.Interpreter`` -- integer
-  kernels, the fastest on a CPU; the export is cached per checkpoint and toolchain, so only
-  the first start pays for quantization;
-* ``keras``: MCT's quantized Keras model itself (fake-quant ops in float), the reference the
-  TFLite export is measured against.
-
-docs/runtime.md gives the measured speed and agreement of both.
+96x96, as the sensor stretches it) and the network is an :mod:`imx500_picosam.engines`
+engine, normally the model ``make rpk`` quantizes (see :mod:`.backends` for how ``picosam
+demo --emulate`` picks it). docs/runtime.md gives the measured speed and agreement of the
+engines.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import time
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Optional
 
 import cv2
 import numpy as np
 
 from ..errors import PicosamError
-from ..geometry import MODEL_INPUT_SIZE, Roi, crop_to_model_input, to_model_range
+from ..engines import Engine
+from ..geometry import Roi, crop_to_model_input
+from ..images import load_image_rgb
 from .coords import StreamGeometry
 from .session import Capture
-
-ENGINES = ("tflite", "keras")
-DEFAULT_ENGINE = "tflite"
-CACHE_ENV = "PICOSAM_CACHE_DIR"
-
-
-class InferenceEngine(Protocol):
-    name: str
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """(1, 96, 96, 3) float32 in [0, 1) -> (96, 96) float32 logits."""
-
-
-class KerasEngine:
-    """MCT's quantized Keras model, traced once with ``tf.function`` (eager calls are ~4x slower)."""
-
-    name = "keras"
-
-    def __init__(self, quantized_model):
-        import tensorflow as tf
-
-        spec = tf.TensorSpec((1, MODEL_INPUT_SIZE, MODEL_INPUT_SIZE, 3), tf.float32)
-        self._run = tf.function(lambda batch: quantized_model(batch, training=False), input_signature=[spec])
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self._run(batch))[0, :, :, 0]
-
-
-class TfliteEngine:
-    """An INT8 ``.tflite`` file run by ``tf.lite.Interpreter``."""
-
-    name = "tflite"
-
-    def __init__(self, tflite_path: Path, num_threads: Optional[int] = 1):
-        import tensorflow as tf
-
-        try:
-            self._interpreter = tf.lite.Interpreter(model_path=str(tflite_path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as err:
-            raise PicosamError(f"{tflite_path}: cannot load as a TFLite model ({str(err).splitlines()[0]})") from None
-        (source,) = self._interpreter.get_input_details()
-        (target,) = self._interpreter.get_output_details()
-        if tuple(source["shape"]) != (1, 96, 96, 3) or tuple(target["shape"]) != (1, 96, 96, 1):
-            raise PicosamError(f"{tflite_path}: not a PicoSAM model (input {source['shape']}, output {target['shape']})")
-        self._input, self._output = source["index"], target["index"]
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        self._interpreter.set_tensor(self._input, batch)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output)[0, :, :, 0].copy()
-
-
-def cache_dir() -> Path:
-    """Where quantized emulator models are kept: $PICOSAM_CACHE_DIR, else the XDG cache."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "imx500-picosam"
-
-
-def emulator_model_path(checkpoint) -> Path:
-    """Where the INT8 export of ``checkpoint`` is cached: keyed by the weights, the
-    quantization toolchain and the calibration set, so a change to any of them re-quantizes."""
-    from ..calibration import DEFAULT_CALIBRATION_DIR
-    from ..quantize import installed_version
-
-    manifest = DEFAULT_CALIBRATION_DIR / "manifest.json"
-    facts = {
-        "weights_sha256": checkpoint.weights_sha256,
-        "architecture": checkpoint.architecture,
-        "tpc_version": _tpc_version(),
-        "versions": {name: installed_version(name) for name in
-                     ("model-compression-toolkit", "edge-mdt-tpc", "tensorflow", "tensorflow-cpu")},
-        "calibration_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None,
-    }
-    key = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
-    return cache_dir() / "emulator" / f"{checkpoint.architecture}-{key[:16]}.tflite"
-
-
-def quantize_for_emulator(checkpoint, log: Callable[[str], None] = print):
-    """MCT's quantized Keras model of ``checkpoint``, made exactly as ``make rpk`` makes it
-    (same calibration crops, same TPC)."""
-    from ..calibration import load_crops
-    from ..checkpoint import load_model
-    from ..quantize import quantize_model
-
-    tpc_version = _tpc_version()
-    log(f"quantizing {checkpoint.describe()} with MCT as `make rpk` does (TPC {tpc_version}, about 20 s) ...")
-    return quantize_model(load_model(checkpoint), load_crops("calibration").images, tpc_version=tpc_version)
-
-
-def load_engine(checkpoint, engine: str = DEFAULT_ENGINE, log: Callable[[str], None] = print):
-    """``checkpoint`` quantized and ready to run with ``engine`` ('tflite' reuses a cached export)."""
-    if engine not in ENGINES:
-        raise PicosamError(f"engine '{engine}' is not one of {ENGINES}")
-    tflite_path = emulator_model_path(checkpoint)
-    if engine == "tflite" and tflite_path.is_file():
-        log(f"emulator model: {tflite_path} (cached INT8 export of {checkpoint.describe()})")
-        return TfliteEngine(tflite_path)
-    quantized = quantize_for_emulator(checkpoint, log)
-    if engine == "keras":
-        return KerasEngine(quantized)
-    from ..quantize import export_int8_tflite
-
-    log(f"exporting the INT8 TFLite model to {tflite_path} ...")
-    export_int8_tflite(quantized, tflite_path)
-    return TfliteEngine(tflite_path)
-
-
-def _tpc_version() -> str:
-    from ..quantize import installed_version, tpc_version_for_converter
-
-    return tpc_version_for_converter(installed_version("imx500-converter"))
-
 
 # -- frame sources -------------------------------------------------------------------------
 
@@ -170,8 +48,6 @@ class ImageSource(FrameSource):
     kind = "image"
 
     def __init__(self, path: Path):
-        from ..calibration import load_image_rgb
-
         self.description = str(path)
         self._image = cv2.cvtColor(load_image_rgb(path), cv2.COLOR_RGB2BGR)
 
@@ -243,7 +119,7 @@ class EmulatorBackend:
     name = "emulator"
     roi_rule = "exact"
 
-    def __init__(self, source: FrameSource, engine: InferenceEngine, roi_latency=0, seed: int = 0):
+    def __init__(self, source: FrameSource, engine: Engine, roi_latency=0, seed: int = 0):
         self.source = source
         self.engine = engine
         self.is_still = source.kind == "image"
@@ -291,11 +167,10 @@ class EmulatorBackend:
         while self._pending and self._pending[0][0] <= self._index:
             self._roi = self._pending.pop(0)[1]
         started = time.perf_counter()
-        # The sensor's job: cut the ROI, stretch it to 96x96, feed RGB / 256.
+        # The sensor's job: cut the ROI and stretch it to 96x96 (the engine feeds RGB / 256).
         crop = crop_to_model_input(frame[:, :, ::-1], self._roi)
-        batch = to_model_range(crop)[None]
         inference_started = time.perf_counter()
-        logits = self.engine(batch)
+        logits = self.engine.predict_crops(crop[None])[0]
         finished = time.perf_counter()
         capture = Capture(
             index=self._index, image=frame, geometry=self._geometry, roi=None if self.lags else self._roi,

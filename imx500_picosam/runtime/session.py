@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import PicosamError
+from ..errors import PicosamError, UserError
 from .attribution import AttributionSettings, RoiAttributor
 from ..geometry import Roi
 from .coords import StreamGeometry, full_view_box, sensor_rect_to_main, sensor_roi_for_box
@@ -152,7 +152,7 @@ class Session:
                 self.set_boxes(self._initial_boxes)
             else:
                 self.reset()
-        except PicosamError:
+        except UserError:
             self.backend.close()
             raise
 

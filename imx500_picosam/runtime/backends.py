@@ -1,0 +1,51 @@
+"""Assembling ``picosam demo``'s backend: the camera with a PicoSAM ``network.rpk``, or the
+emulator with a checkpoint quantized as ``make rpk`` quantizes it.
+
+The command line only parses options; what runs, and what ``run.json`` records about it,
+is decided here so that scripts get the same backend the demo does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+from ..errors import PicosamError
+from ..resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
+
+# ``picosam demo --engine``: the emulator's names for the engines' kinds.
+DEMO_ENGINES = {"tflite": "tflite", "keras": "quantized"}
+DEFAULT_DEMO_ENGINE = "tflite"
+
+
+def emulator_backend(source: str, checkpoint: Optional[Path] = None, engine: str = DEFAULT_DEMO_ENGINE,
+                     loop: bool = False, log: Callable[[str], None] = print):
+    """Frames from ``source`` (image, video or webcam index) and the checkpoint (the front
+    door's rules: default the shipped one) quantized as ``make rpk`` does.
+
+    Returns ``(backend, run_info, warning)``; ``warning`` is the untrained-model text or None.
+    """
+    from ..engines import load_engine
+    from .emulator import EmulatorBackend, open_source
+
+    if engine not in DEMO_ENGINES:
+        raise PicosamError(f"engine '{engine}' is not one of {tuple(DEMO_ENGINES)}")
+    frames = open_source(source, loop=loop)
+    ckpt = resolve_checkpoint(checkpoint)
+    untrained = is_untrained(ckpt)
+    if untrained:
+        log(f"!!! {UNTRAINED_WARNING}")
+    backend = EmulatorBackend(frames, load_engine(ckpt, DEMO_ENGINES[engine], log=log))
+    run_info: Dict[str, object] = {
+        "backend": "emulator", "source": source, "engine": engine, "checkpoint": str(ckpt.weights_path),
+        "checkpoint_sha256": ckpt.weights_sha256, "provenance": ckpt.provenance.kind, "untrained": untrained,
+    }
+    return backend, run_info, f"!!! {UNTRAINED_WARNING}" if untrained else None
+
+
+def camera_backend(rpk_path: Path) -> Tuple[object, Dict[str, object], None]:
+    """The Raspberry Pi AI Camera running ``rpk_path`` (checked to be a PicoSAM network)."""
+    from .imx500 import IMX500Backend
+
+    backend = IMX500Backend(rpk_path)
+    return backend, {"backend": "imx500", "rpk": str(rpk_path), "settle_frames": backend.settle_frames}, None
