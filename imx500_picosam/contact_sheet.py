@@ -43,6 +43,7 @@ def contact_sheet(instances, predict_crops, out_png: Path, count: int = 24, colu
 
     from .atomic import atomic_path
     from .data import crop_instance
+    from .evaluate import _box_pixels
     from .geometry import crop_mask_to_model_input
     from .images import load_image_rgb
     from .metrics import mask_iou
@@ -61,8 +62,8 @@ def contact_sheet(instances, predict_crops, out_png: Path, count: int = 24, colu
         pred = logit > 0
         height, width = inst.image_height, inst.image_width
         box = np.zeros((height, width), dtype=bool)
-        x, y, w, h = inst.box_xywh
-        box[int(max(0, y)) : int(min(height, np.ceil(y + h))), int(max(0, x)) : int(min(width, np.ceil(x + w)))] = True
+        x0, y0, x1, y1 = _box_pixels(inst.box_xywh, width, height)  # the filled box exactly as `evaluate` scores it
+        box[y0:y1, x0:x1] = True
         box_iou = mask_iou(crop_mask_to_model_input(box, crop.roi), crop.mask)
         ious.append(mask_iou(pred, crop.mask))
         overlay = crop.image.astype(np.float32)
