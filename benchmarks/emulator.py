@@ -22,10 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from imx500_picosam.calibration import load_crops  # noqa: E402
-from imx500_picosam.engines import KerasEngine, TfliteEngine  # noqa: E402
+from imx500_picosam.model.runners import KerasEngine, TfliteEngine  # noqa: E402
 from imx500_picosam.metrics import mask_iou  # noqa: E402
-from imx500_picosam.quantize import int8_tflite_as_built, quantized_as_built  # noqa: E402
-from imx500_picosam.resolve import resolve_checkpoint  # noqa: E402
+from imx500_picosam.firmware.quantize import int8_tflite_as_built, quantized_as_built  # noqa: E402
+from imx500_picosam.model.resolve import resolve_checkpoint  # noqa: E402
 from imx500_picosam.runtime import EmulatorBackend, Session, open_source  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parents[1] / "calibration_data" / "photos" / "flower.jpg"  # 427x640, held out

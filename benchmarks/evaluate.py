@@ -48,8 +48,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="Also write the shuffled annotation file here.")
     args = parser.parse_args()
 
-    from imx500_picosam.data import load_instances
-    from imx500_picosam.evaluate import build_methods, evaluate_methods
+    from imx500_picosam.learn.data import load_instances
+    from imx500_picosam.learn.evaluate import build_methods, evaluate_methods
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_coco_ordered(args.subset, args.images, args.seed, args.keep or Path(tmp) / "annotations.json")

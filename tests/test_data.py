@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from imx500_picosam.data import (
+from imx500_picosam.learn.data import (
     Augmentation, crop_instance, iterate_crops, load_instances, resample_between_rois, size_bucket,
 )
 from imx500_picosam.errors import PicosamError

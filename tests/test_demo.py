@@ -170,7 +170,7 @@ class ScriptedWindow:
 
 
 def test_the_window_prompts_by_drag_resets_with_r_and_quits_with_q(monkeypatch, quantized_picosam3):
-    from imx500_picosam.engines import TfliteEngine
+    from imx500_picosam.model.runners import TfliteEngine
     from imx500_picosam.runtime import EmulatorBackend, Session, open_source
     from imx500_picosam.runtime.demo import run_interactive
 

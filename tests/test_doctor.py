@@ -7,9 +7,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from imx500_picosam import doctor
+from imx500_picosam.deploy import doctor
 from imx500_picosam.cli import main
-from imx500_picosam.doctor import INJECTION_OVERLAY, System, run_checks
+from imx500_picosam.deploy.doctor import INJECTION_OVERLAY, System, run_checks
 
 LIBCAMERA_LISTING = ("Available cameras\n-----------------\n"
                      "0 : imx500 [4056x3040 10-bit RGGB] (/base/axi/pcie@120000/rp1/i2c@88000/imx500@1a)\n")
@@ -134,6 +134,6 @@ def test_cli_exit_code_is_zero_only_when_all_pass(tmp_path, monkeypatch):
 
 
 def test_doctor_imports_without_tensorflow_or_picamera2():
-    code = ("import sys, imx500_picosam.doctor; "
+    code = ("import sys, imx500_picosam.deploy.doctor; "
             "assert 'tensorflow' not in sys.modules and 'picamera2' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from imx500_picosam.data import load_instances
+from imx500_picosam.learn.data import load_instances
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.evaluate import (
+from imx500_picosam.learn.evaluate import (
     BoxMethod, GrabCutMethod, TeacherMethod, evaluate_methods, iou, make_prompt, make_prompts, plot_results, summarise,
 )
 
@@ -113,7 +113,7 @@ class _OneSlotTeacher:
 
     def predict(self, image, box_xywh):
         from imx500_picosam.geometry import crop_mask_to_model_input, roi_from_box
-        from imx500_picosam.teacher import TeacherOutput
+        from imx500_picosam.learn.teacher import TeacherOutput
 
         if image is not self._last:
             self.encoded, self._last = self.encoded + 1, image
@@ -156,7 +156,7 @@ def test_grouping_makes_results_independent_of_file_order(dev_set, tmp_path):
 
 
 def test_per_instance_lines_match_the_summary(dev_set, tmp_path):
-    from imx500_picosam.data import size_bucket
+    from imx500_picosam.learn.data import size_bucket
 
     instances = load_instances(dev_set / "annotations.json", dev_set / "images")
     path = tmp_path / "out" / "results.jsonl"
@@ -185,7 +185,7 @@ def test_per_instance_lines_match_the_summary(dev_set, tmp_path):
 
 
 def test_full_image_iou_from_the_roi_alone_equals_pasting_back(dev_set):
-    from imx500_picosam.evaluate import _roi_iou
+    from imx500_picosam.learn.evaluate import _roi_iou
     from imx500_picosam.geometry import logits_to_roi_mask, paste_logits
 
     instances = load_instances(dev_set / "annotations.json", dev_set / "images")
@@ -207,7 +207,7 @@ def test_full_image_iou_from_the_roi_alone_equals_pasting_back(dev_set):
 
 
 def test_bootstrap_interval_contains_the_mean_and_narrows_with_n():
-    from imx500_picosam.evaluate import bootstrap_means, percentile_interval
+    from imx500_picosam.learn.evaluate import bootstrap_means, percentile_interval
 
     rng = np.random.default_rng(1)
     widths = []

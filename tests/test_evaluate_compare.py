@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from imx500_picosam.cli import main
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.evaluate import compare_runs
+from imx500_picosam.learn.evaluate import compare_runs
 
 
 def _write(path, ious, method="picosam-float", jitter=0.0):

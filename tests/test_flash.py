@@ -18,10 +18,10 @@ import pytest
 
 from conftest import FAKES, PROJECT_ROOT, RPK_FIXTURES
 from firmware_packaging.rpk import read_rpk
-from imx500_picosam import flash_remote
+from imx500_picosam.deploy import flash_remote
 from imx500_picosam.atomic import replace_symlink
 from imx500_picosam.errors import PicosamError, RpkError
-from imx500_picosam.flash import REMOTE_MODULES, plan_flash
+from imx500_picosam.deploy.flash import REMOTE_MODULES, plan_flash
 from loopback_pi import SSHD, CuttingProxy, LoopbackPi, free_port, keygen, public_key
 
 pytestmark = pytest.mark.skipif(
@@ -297,7 +297,7 @@ def fake_camera(monkeypatch):
 
 
 def test_smoke_summary_figures(fake_camera):
-    from imx500_picosam.smoke import run_smoke_test
+    from imx500_picosam.deploy.smoke import run_smoke_test
 
     summary = run_smoke_test(VENDOR_RPK, frames=20)
     assert summary.passed and summary.tensors_received == 20 and summary.required == 10
@@ -309,7 +309,7 @@ def test_smoke_summary_figures(fake_camera):
 
 
 def test_smoke_wrong_output_shape_fails(fake_camera):
-    from imx500_picosam.smoke import run_smoke_test
+    from imx500_picosam.deploy.smoke import run_smoke_test
 
     fake_camera("wrong-shape")
     summary = run_smoke_test(VENDOR_RPK, frames=10)
@@ -318,7 +318,7 @@ def test_smoke_wrong_output_shape_fails(fake_camera):
 
 
 def test_smoke_firmware_that_never_runs_times_out(fake_camera):
-    from imx500_picosam.smoke import run_smoke_test
+    from imx500_picosam.deploy.smoke import run_smoke_test
 
     fake_camera("no-network")
     summary = run_smoke_test(VENDOR_RPK, frames=10, upload_timeout=0.3)
@@ -327,7 +327,7 @@ def test_smoke_firmware_that_never_runs_times_out(fake_camera):
 
 
 def test_smoke_refuses_a_file_that_is_not_an_rpk(fake_camera, tmp_path):
-    from imx500_picosam.smoke import run_smoke_test
+    from imx500_picosam.deploy.smoke import run_smoke_test
 
     bogus = tmp_path / "network.rpk"
     bogus.write_bytes(b"PK\x03\x04 not a package")
@@ -336,7 +336,7 @@ def test_smoke_refuses_a_file_that_is_not_an_rpk(fake_camera, tmp_path):
 
 
 def test_nearest_rank_percentile():
-    from imx500_picosam.smoke import nearest_rank_percentile
+    from imx500_picosam.deploy.smoke import nearest_rank_percentile
 
     assert nearest_rank_percentile(list(range(1, 101)), 95) == 95
     assert nearest_rank_percentile([5.0], 95) == 5.0

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from imx500_picosam.data import NO_AUGMENTATION, iterate_crops, load_instances
+from imx500_picosam.learn.data import NO_AUGMENTATION, iterate_crops, load_instances
 from imx500_picosam.errors import PicosamError
 
 from hostile_inputs import tiny_coco
@@ -155,7 +155,7 @@ def test_unusable_json_is_one_line(text, message, tmp_path, tiny):
 
 
 def test_a_donor_photo_that_breaks_mid_epoch_is_counted_not_raised(tiny):
-    from imx500_picosam.data import Augmentation
+    from imx500_picosam.learn.data import Augmentation
 
     path, images, _ = tiny
     instances = load_instances(path, images)

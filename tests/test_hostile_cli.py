@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from imx500_picosam.images import MAX_IMAGE_PIXELS, image_size, load_image_rgb
-from imx500_picosam.checkpoint import DEFAULT_CHECKPOINT
+from imx500_picosam.model.checkpoint import DEFAULT_CHECKPOINT
 from imx500_picosam.cli import main
 from imx500_picosam.errors import PicosamError
 

@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from imx500_picosam import torch_file
+from imx500_picosam.model import torch_file
 from imx500_picosam.errors import PicosamError
 
 from crafted_pt import views_pickle, write_pt

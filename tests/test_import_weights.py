@@ -19,16 +19,16 @@ from click.testing import CliRunner
 
 from crafted_pt import Call, Global, write_pt
 from imx500_picosam.calibration import load_crops
-from imx500_picosam.checkpoint import load_model, read_checkpoint
+from imx500_picosam.model.checkpoint import load_model, read_checkpoint
 from imx500_picosam.cli import main as picosam
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.import_weights import (
+from imx500_picosam.model.import_weights import (
     detect_architecture,
     expected_state_dict,
     import_checkpoint,
     load_state_dict,
 )
-from imx500_picosam.torch_file import load as load_torch_file
+from imx500_picosam.model.torch_file import load as load_torch_file
 
 TOLERANCE = 1e-3
 TESTS = Path(__file__).resolve().parent
@@ -155,7 +155,7 @@ def test_import_matches_pytorch_on_real_photographs(architecture, reference, tmp
 
 def test_a_fold_without_the_input_layer_would_be_wrong_at_the_border(reference, photos):
     """Why the importer adds a layer: folding the normalisation into encoder_stage1 is off at the edge."""
-    from imx500_picosam.import_weights import (
+    from imx500_picosam.model.import_weights import (
         AUTHORS_PER_SENSOR_SCALE, IMAGENET_MEAN, IMAGENET_STD, _model_with, map_state_dict)
 
     weights = map_state_dict(load_state_dict(reference / "picosam2.pt"), "picosam2")
@@ -356,7 +356,7 @@ def test_a_tensor_view_its_storage_cannot_back_is_refused(size, stride, message,
 
 
 def test_legacy_and_torchscript_files_are_refused_with_what_to_do(tmp_path):
-    from imx500_picosam.torch_file import LEGACY_MAGIC
+    from imx500_picosam.model.torch_file import LEGACY_MAGIC
 
     legacy = tmp_path / "legacy.pt"
     legacy.write_bytes(LEGACY_MAGIC + b".\x80\x02M\xe9\x03.")

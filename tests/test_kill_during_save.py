@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.checkpoint import Checkpoint, Provenance, read_checkpoint
+from imx500_picosam.model.checkpoint import Checkpoint, Provenance, read_checkpoint
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KILLED = 77
@@ -45,7 +45,7 @@ HARNESS = textwrap.dedent('''
 
 def _fake_pair(weights_path: Path, content: bytes) -> Checkpoint:
     """A checkpoint pair without TensorFlow: the weights are just ``content``."""
-    from imx500_picosam.checkpoint import write_pair
+    from imx500_picosam.model.checkpoint import write_pair
 
     def describe(digest):
         return Checkpoint(weights_path, "picosam3", Provenance("trained", {}), digest, 1)
@@ -64,10 +64,10 @@ def _run_killed(code: str, kill_at: int, cwd: Path) -> int:
 SAVE = '''
     # save_checkpoint itself, with a stand-in model: no TensorFlow needed to write a pair
     import types
-    stub = types.ModuleType("imx500_picosam.model")
+    stub = types.ModuleType("imx500_picosam.model.network")
     stub.count_parameters, stub.has_input_normalisation = (lambda model: 1), (lambda model: False)
-    sys.modules["imx500_picosam.model"] = stub
-    from imx500_picosam.checkpoint import Provenance, save_checkpoint
+    sys.modules["imx500_picosam.model.network"] = stub
+    from imx500_picosam.model.checkpoint import Provenance, save_checkpoint
     class Model:
         name = "picosam3"
         def save_weights(self, path):
@@ -142,7 +142,7 @@ def test_atomic_directory_survives_a_kill_at_every_step(tmp_path):
 
 
 def test_reader_ignores_a_kept_pair_that_does_not_verify(tmp_path):
-    from imx500_picosam.checkpoint import previous_weights_path
+    from imx500_picosam.model.checkpoint import previous_weights_path
 
     weights = tmp_path / "m.weights.h5"
     _fake_pair(weights, b"one" * 10)

@@ -7,8 +7,8 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from imx500_picosam.checkpoint import DEFAULT_CHECKPOINT, default_checkpoint, read_checkpoint
-from imx500_picosam.resolve import resolve_checkpoint
+from imx500_picosam.model.checkpoint import DEFAULT_CHECKPOINT, default_checkpoint, read_checkpoint
+from imx500_picosam.model.resolve import resolve_checkpoint
 from imx500_picosam.cli import main
 
 
@@ -64,7 +64,7 @@ def test_builds_use_the_shipped_trained_checkpoint(tmp_path):
     # started from the earlier teacher-distilled checkpoint, with its validation figures recorded.
     assert details["dataset"]["annotations_sha256"] == "ae16d2189077761b7de8faca87c30b0a84d41f691038f58782cf3d88042fac92"
     assert details["instances"] > 1000 and details["initialised_from"]["provenance"]["details"]["teacher"].startswith("onnx-sam:")
-    from imx500_picosam.splits import COCO_SUBSET_VAL_IDS, read_id_list
+    from imx500_picosam.learn.splits import COCO_SUBSET_VAL_IDS, read_id_list
 
     assert not set(details["data"][0]["image_ids"]) & read_id_list(COCO_SUBSET_VAL_IDS)
     val = details["validation"]["coco_subset_val_split"]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imx500_picosam.model import (
+from imx500_picosam.model.network import (
     BN_EPSILON,
     CONVERTER_SUPPORTED_LAYERS,
     build_model,

@@ -4,7 +4,7 @@ import pytest
 
 from firmware_packaging.rpk import read_rpk
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.package import package_rpk
+from imx500_picosam.firmware.package import package_rpk
 
 
 @pytest.fixture

@@ -188,7 +188,7 @@ def test_base_install_runs_the_camera_side_without_tensorflow(wheel, tmp_path, v
 
     imports = _run([python, "-c", "import json, sys\n"
                     "import imx500_picosam.cli, imx500_picosam.runtime, imx500_picosam.runtime.demo\n"
-                    "import imx500_picosam.runtime.imx500, imx500_picosam.flash, imx500_picosam.smoke\n"
+                    "import imx500_picosam.runtime.imx500, imx500_picosam.deploy.flash, imx500_picosam.deploy.smoke\n"
                     f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY_MODULES!r})))"],
                    cwd=elsewhere, timeout=120)
     assert imports.returncode == 0, imports.stderr

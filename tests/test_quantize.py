@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from imx500_picosam.calibration import load_crops
-from imx500_picosam.checkpoint import initialise_checkpoint, load_model
-from imx500_picosam import quantize
-from imx500_picosam.quantize import QuantizationSettings, quantize_model, quantized_as_built
+from imx500_picosam.model.checkpoint import initialise_checkpoint, load_model
+from imx500_picosam.firmware import quantize
+from imx500_picosam.firmware.quantize import QuantizationSettings, quantize_model, quantized_as_built
 from imx500_picosam.toolchain import TPC_FOR_CONVERTER, tpc_version_for_converter
 
 

@@ -4,11 +4,11 @@ import pytest
 from click.testing import CliRunner
 
 from crafted_pt import write_pt
-from imx500_picosam import resolve
-from imx500_picosam.checkpoint import DEFAULT_CHECKPOINT, initialise_checkpoint, read_checkpoint
+from imx500_picosam.model import resolve
+from imx500_picosam.model.checkpoint import DEFAULT_CHECKPOINT, initialise_checkpoint, read_checkpoint
 from imx500_picosam.cli import main
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.resolve import resolve_checkpoint
+from imx500_picosam.model.resolve import resolve_checkpoint
 from test_import_weights import random_state_dict
 
 
@@ -24,7 +24,7 @@ def test_no_value_is_the_shipped_checkpoint(tmp_path):
 
 
 def test_without_a_shipped_checkpoint_an_initialisation_is_made_once(tmp_path, monkeypatch):
-    import imx500_picosam.checkpoint as checkpoint_module
+    import imx500_picosam.model.checkpoint as checkpoint_module
 
     monkeypatch.setattr(checkpoint_module, "DEFAULT_CHECKPOINT", tmp_path / "absent.weights.h5")
     first = resolve_checkpoint(None, work_dir=tmp_path / "work")

@@ -113,7 +113,7 @@ def test_emulator_with_latency_attributes_each_frame(scene):
     photo = PHOTOS / "chelsea.png"
     seen = []
 
-    class Network:  # an engine (imx500_picosam.engines) that records the crops it is given
+    class Network:  # an engine (imx500_picosam.firmware.engines) that records the crops it is given
         name = "recording"
 
         def predict_crops(self, crops_uint8):

@@ -10,7 +10,7 @@ import pytest
 from conftest import BLUE_DISK_RADIUS, PAN_STEP, PHOTOS, disk_centre_in_pan_frame
 from imx500_picosam.calibration import load_crops
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.engines import KerasEngine, TfliteEngine
+from imx500_picosam.model.runners import KerasEngine, TfliteEngine
 from imx500_picosam.geometry import Roi, crop_to_model_input, paste_logits, roi_from_box
 from imx500_picosam.runtime import EmulatorBackend, Session, open_source
 

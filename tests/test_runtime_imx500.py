@@ -15,7 +15,7 @@ from picamera2_fake import FakeSensor, fake_roi_scaled, make_picamera2  # noqa: 
 from conftest import RPK_FIXTURES
 from imx500_picosam.errors import PicosamError, RpkError
 from imx500_picosam.geometry import Roi, paste_logits, roi_from_box
-from imx500_picosam.engines import TfliteEngine
+from imx500_picosam.model.runners import TfliteEngine
 from imx500_picosam.runtime import IMX500Backend, Session
 from imx500_picosam.runtime.coords import box_to_sensor, StreamGeometry
 from test_runtime_decode import asymmetric_logits

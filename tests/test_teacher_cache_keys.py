@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from imx500_picosam.data import load_instances
+from imx500_picosam.learn.data import load_instances
 from imx500_picosam.errors import PicosamError
 from imx500_picosam.geometry import MODEL_INPUT_SIZE, roi_from_box
-from imx500_picosam.teacher import TeacherOutput
-from imx500_picosam.teacher_cache import TeacherCache, fill_cache
+from imx500_picosam.learn.teacher import TeacherOutput
+from imx500_picosam.learn.teacher_cache import TeacherCache, fill_cache
 
 from hostile_inputs import tiny_coco
 

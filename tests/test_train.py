@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imx500_picosam.checkpoint import load_model, read_checkpoint
-from imx500_picosam.data import load_instances
+from imx500_picosam.model.checkpoint import load_model, read_checkpoint
+from imx500_picosam.learn.data import load_instances
 from imx500_picosam.errors import PicosamError
-from imx500_picosam.teacher_cache import TeacherCache, fill_cache
-from imx500_picosam.train import TrainConfig, distillation_loss, train
+from imx500_picosam.learn.teacher_cache import TeacherCache, fill_cache
+from imx500_picosam.learn.train import TrainConfig, distillation_loss, train
 
 
 def _tensors(pred, gt, teacher, score):
@@ -77,7 +77,7 @@ def test_train_writes_a_trained_checkpoint_and_resumes(cached, tmp_path):
 
 
 def test_learning_rate_warms_up_then_stays_or_decays_linearly():
-    from imx500_picosam.train import LearningRateSchedule
+    from imx500_picosam.learn.train import LearningRateSchedule
 
     constant = LearningRateSchedule(1e-3, warmup=10)
     decaying = LearningRateSchedule(1e-3, warmup=10, decay_end=110)

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from imx500_picosam.atomic import atomic_directory, atomic_path, write_json
-from imx500_picosam.checkpoint import Checkpoint, Provenance, write_pair
+from imx500_picosam.model.checkpoint import Checkpoint, Provenance, write_pair
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002])

@@ -5,8 +5,8 @@ Camera through picamera2, imported only when that backend is created) or
 :class:`EmulatorBackend` (image, video or webcam frames and the quantized model on a CPU).
 See docs/runtime.md.
 
-    from imx500_picosam.engines import load_engine
-    from imx500_picosam.resolve import resolve_checkpoint
+    from imx500_picosam.firmware.engines import load_engine
+    from imx500_picosam.model.resolve import resolve_checkpoint
     from imx500_picosam.runtime import EmulatorBackend, Session, open_source
 
     engine = load_engine(resolve_checkpoint("my.weights.h5"), "tflite")  # MCT's INT8 export, cached

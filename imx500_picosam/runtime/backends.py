@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 from ..errors import PicosamError
-from ..resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
+from ..model.resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
 
 # ``picosam demo --engine``: the emulator's names for the engines' kinds.
 DEMO_ENGINES = {"tflite": "tflite", "keras": "quantized"}
@@ -25,7 +25,7 @@ def emulator_backend(source: str, checkpoint: Optional[Path] = None, engine: str
 
     Returns ``(backend, run_info, warning)``; ``warning`` is the untrained-model text or None.
     """
-    from ..engines import load_engine
+    from ..firmware.engines import load_engine
     from .emulator import EmulatorBackend, open_source
 
     if engine not in DEMO_ENGINES:

@@ -2,7 +2,7 @@
 PicoSAM3 runs on the same ROI crop the sensor would make.
 
 The crop is :func:`imx500_picosam.geometry.crop_to_model_input` (the ROI stretched to
-96x96, as the sensor stretches it) and the network is an :mod:`imx500_picosam.engines`
+96x96, as the sensor stretches it) and the network is an :mod:`imx500_picosam.firmware.engines`
 engine, normally the model ``make rpk`` quantizes (see :mod:`.backends` for how ``picosam
 demo --emulate`` picks it). docs/runtime.md gives the measured speed and agreement of the
 engines.
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ..errors import PicosamError
-from ..engines import Engine
+from ..model.runners import Engine
 from ..geometry import Roi, crop_to_model_input
 from ..images import load_image_rgb
 from .coords import StreamGeometry

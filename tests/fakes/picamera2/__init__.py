@@ -1,6 +1,6 @@
 """Test double for picamera2 (Raspberry Pi OS only, needs the camera stack and a sensor).
 
-It offers the public API that imx500_picosam.smoke uses, with the real library's outputs
+It offers the public API that imx500_picosam.deploy.smoke uses, with the real library's outputs
 and failure modes, for an AI Camera running a network whose one output tensor is
 96x96x1 (what the fake imx500-package's RPK stands for):
 

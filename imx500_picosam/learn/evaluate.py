@@ -32,9 +32,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .data import size_bucket
-from .errors import PicosamError
-from .geometry import Roi, crop_mask_to_model_input, jitter_box, roi_from_box
-from .metrics import mask_iou as iou  # evaluate.iou: the loop and its callers use this name
+from ..errors import PicosamError
+from ..geometry import Roi, crop_mask_to_model_input, jitter_box, roi_from_box
+from ..metrics import mask_iou as iou  # evaluate.iou: the loop and its callers use this name
 
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2))
 DEFAULT_JITTERS = (0.0, 0.1, 0.3)
@@ -166,7 +166,7 @@ def _roi_iou(pred_in_roi: np.ndarray, truth_in_roi: np.ndarray, truth_area: int)
 def _logit_scores(logits: np.ndarray, roi: Roi, truth_crop: np.ndarray, truth_in_roi: np.ndarray,
                   truth_area: int) -> Tuple[float, float]:
     """Crop and full-image IoU of 96x96 logits for ``roi`` (the prediction is ``logit > 0``)."""
-    from .geometry import logits_to_roi_mask
+    from ..geometry import logits_to_roi_mask
 
     return iou(logits > 0, truth_crop), _roi_iou(logits_to_roi_mask(logits, roi), truth_in_roi, truth_area)
 
@@ -200,8 +200,8 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
     """
     from tqdm import tqdm
 
-    from .images import load_image_rgb
-    from .geometry import crop_to_model_input
+    from ..images import load_image_rgb
+    from ..geometry import crop_to_model_input
 
     if not methods or not jitters:
         raise PicosamError("evaluation needs at least one method and one box jitter")
@@ -324,7 +324,7 @@ def _write_per_instance(path: Path, order, buckets, methods, jitters, scores) ->
     """One JSON line per (instance, method, jitter), written under a temporary name and renamed."""
     import json
 
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
 
     with atomic_path(path, suffix=".jsonl") as tmp, open(tmp, "w") as handle:
         for position, inst in enumerate(order):
@@ -475,7 +475,7 @@ def plot_results(report: Dict[str, object], png_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
 
     results = report["results"]
     methods = list(results)
@@ -504,8 +504,8 @@ PICOSAM_METHODS = ("float", "quantized", "tflite")
 def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher_spec: Optional[str]) -> List:
     """``float``, ``quantized``, ``tflite`` (PicoSAM from the checkpoint; the quantized two as
     ``make rpk`` builds them, cached), ``box``, ``grabcut``, ``teacher``."""
-    from .engines import load_engine
-    from .resolve import resolve_checkpoint
+    from ..firmware.engines import load_engine
+    from ..model.resolve import resolve_checkpoint
 
     methods: List = []
     ckpt = resolve_checkpoint(checkpoint_path) if any(n in PICOSAM_METHODS for n in names) else None

@@ -1,11 +1,11 @@
 """The checkpoint front door: what ``--checkpoint`` means for every command.
 
 ``build``, ``demo --emulate``, ``segment``, ``evaluate`` and ``train --init`` all turn the
-option into a :class:`~imx500_picosam.checkpoint.Checkpoint` here, so the same value works
+option into a :class:`~imx500_picosam.model.checkpoint.Checkpoint` here, so the same value works
 everywhere:
 
 - no value: the trained checkpoint that ships with the package
-  (:data:`~imx500_picosam.checkpoint.DEFAULT_CHECKPOINT`); in a copy of the package without
+  (:data:`~imx500_picosam.model.checkpoint.DEFAULT_CHECKPOINT`); in a copy of the package without
   it, a seeded, *untrained* initialisation, made once and flagged ``initialised`` so every
   command warns (:data:`UNTRAINED_WARNING`);
 - ``NAME.weights.h5`` (or its ``NAME.json`` sidecar): that checkpoint, verified against its
@@ -32,10 +32,10 @@ from .checkpoint import (
     read_checkpoint,
     sidecar_path_for,
 )
-from .errors import PicosamError
-from .hashing import sha256_of
+from ..errors import PicosamError
+from ..hashing import sha256_of
 from .import_weights import import_checkpoint
-from .toolchain import user_cache_dir
+from ..toolchain import user_cache_dir
 
 UNTRAINED_WARNING = (
     "UNTRAINED MODEL: a seeded random initialisation, not a trained checkpoint; its masks are "

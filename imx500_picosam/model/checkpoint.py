@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from .errors import PicosamError
-from .hashing import sha256_of
+from ..errors import PicosamError
+from ..hashing import sha256_of
 
 SIDECAR_FORMAT = "imx500-picosam-checkpoint/1"
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -24,7 +24,7 @@ INPUT_CONTRACT = "RGB float32 in [0, 1) (uint8 / 256), 96x96x3, no normalisation
 OUTPUT_CONTRACT = "mask logits 96x96x1 (mask = logit > 0)"
 # The trained checkpoint that ships with the package and that builds, the predictor and
 # the emulator use when no checkpoint is named (see docs/results.md for how it was made).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "picosam3_coco.weights.h5"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "picosam3_coco.weights.h5"
 
 
 @dataclass
@@ -58,7 +58,7 @@ def sidecar_path_for(weights_path: Path) -> Path:
 
 def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkpoint:
     """Save ``model``'s weights and sidecar atomically as a pair; returns the loaded description."""
-    from .model import count_parameters, has_input_normalisation
+    from .network import count_parameters, has_input_normalisation
 
     weights_path = Path(weights_path)
     if not weights_path.name.endswith(WEIGHTS_SUFFIX):
@@ -94,7 +94,7 @@ def write_pair(weights_path: Path, write_weights: Callable[[Path], None],
     renames; then the kept pair is dropped. A run killed between the two renames leaves a
     mismatched pair, and :func:`read_checkpoint` then reads the kept previous pair.
     """
-    from .atomic import publish, temporary_beside
+    from ..atomic import publish, temporary_beside
 
     sidecar = sidecar_path_for(weights_path)
     with temporary_beside(weights_path, suffix=WEIGHTS_SUFFIX) as tmp_weights, \
@@ -197,7 +197,7 @@ def _read_pair(weights_path: Path) -> Checkpoint:
 
 def load_model(checkpoint: Checkpoint):
     """Build the checkpoint's architecture and load its weights."""
-    from .model import ARCHITECTURES, build_model
+    from .network import ARCHITECTURES, build_model
 
     if checkpoint.architecture not in ARCHITECTURES:
         raise PicosamError(f"{checkpoint.sidecar_path}: unknown architecture '{checkpoint.architecture}'")
@@ -214,7 +214,7 @@ def initialise_checkpoint(weights_path: Path, architecture: str = "picosam3", se
     """Write a seeded, *untrained* initialisation (Keras default initialisers)."""
     import tensorflow as tf
 
-    from .model import build_model
+    from .network import build_model
 
     tf.keras.utils.set_random_seed(seed)
     model = build_model(architecture)

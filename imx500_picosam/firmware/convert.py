@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .atomic import atomic_directory, atomic_path
-from .errors import PicosamError
-from .extras import install_hint
-from .toolchain import installed_version
+from ..atomic import atomic_directory, atomic_path
+from ..errors import PicosamError
+from ..extras import install_hint
+from ..toolchain import installed_version
 
 CONVERTER = "imxconv-tf"
 REQUIRED_JAVA_MAJOR = 17

@@ -1,8 +1,8 @@
 """The half of ``picosam flash`` that runs on the Raspberry Pi.
 
 ``picosam flash`` copies the firmware, its build report and this project's pure-Python
-modules (``imx500_picosam.flash.REMOTE_MODULES``: standard library only, plus picamera2
-for the smoke test) to the Pi and runs ``python3 -m imx500_picosam.flash_remote`` there.
+modules (``imx500_picosam.deploy.flash.REMOTE_MODULES``: standard library only, plus picamera2
+for the smoke test) to the Pi and runs ``python3 -m imx500_picosam.deploy.flash_remote`` there.
 The Pi needs neither this project nor anything from PyPI installed.
 
 Layout of the remote folder (``--remote-dir``, default ``~/picosam``)::
@@ -15,9 +15,9 @@ Layout of the remote folder (``--remote-dir``, default ``~/picosam``)::
                                               failed run's staging after a day (packager log inside)
 
 Steps: package ``packerOut.zip`` with ``imx500-package`` and embed ``network_intrinsics``
-(``imx500_picosam.package.package_rpk``), or take a ready ``.rpk``; copy it to
+(``imx500_picosam.firmware.package.package_rpk``), or take a ready ``.rpk``; copy it to
 ``firmware/<version>.rpk`` under a temporary name; smoke-test that file on the sensor
-(``imx500_picosam.smoke``); only if it passes, point ``previous.rpk`` at the old firmware
+(``imx500_picosam.deploy.smoke``); only if it passes, point ``previous.rpk`` at the old firmware
 and ``current.rpk`` at the new one, each with one rename. Whatever fails, the new file is
 removed and ``current.rpk`` is untouched. The outcome is printed as one line on stdout,
 ``RESULT_PREFIX`` followed by JSON; all else goes to stderr and the log.
@@ -38,9 +38,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Sequence
 
-from .atomic import atomic_path, replace_symlink, write_json
-from .errors import PicosamError, UserError
-from .package import PACKAGER, package_rpk, segmentation_intrinsics
+from ..atomic import atomic_path, replace_symlink, write_json
+from ..errors import PicosamError, UserError
+from ..firmware.package import PACKAGER, package_rpk, segmentation_intrinsics
 from .smoke import DEFAULT_FRAMES, DEFAULT_UPLOAD_TIMEOUT_S, PICOSAM_OUTPUT_ELEMENTS, CameraNotDetected, run_smoke_test
 
 RESULT_PREFIX = "picosam-flash-result "
@@ -278,7 +278,7 @@ def _record(args: argparse.Namespace, result: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python3 -m imx500_picosam.flash_remote",
+    parser = argparse.ArgumentParser(prog="python3 -m imx500_picosam.deploy.flash_remote",
                                      description="Install firmware on this Pi (run by `picosam flash`).")
     parser.add_argument("--root", required=True, help="absolute path of the remote folder")
     parser.add_argument("--version", required=True)

@@ -13,7 +13,7 @@ from typing import List
 
 import numpy as np
 
-from .errors import PicosamError
+from ..errors import PicosamError
 
 
 def pick_instances(instances, count: int, seed: int = 0) -> List:
@@ -41,12 +41,12 @@ def contact_sheet(instances, predict_crops, out_png: Path, count: int = 24, colu
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
     from .data import crop_instance
     from .evaluate import _box_pixels
-    from .geometry import crop_mask_to_model_input
-    from .images import load_image_rgb
-    from .metrics import mask_iou
+    from ..geometry import crop_mask_to_model_input
+    from ..images import load_image_rgb
+    from ..metrics import mask_iou
 
     chosen = pick_instances(instances, count, seed)
     if not chosen:

@@ -5,7 +5,7 @@ Runs on a Raspberry Pi with the AI Camera, through picamera2 (Raspberry Pi OS:
 and this project's pure-Python RPK reader, so ``picosam flash`` can run it on a Pi that
 does not have this project installed; by hand::
 
-    python3 -m imx500_picosam.smoke firmware.rpk [--frames 30]
+    python3 -m imx500_picosam.deploy.smoke firmware.rpk [--frames 30]
 
 Every step uses picamera2's public IMX500 API:
 
@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import PicosamError, UserError
+from ..errors import PicosamError, UserError
 
 PICOSAM_OUTPUT_ELEMENTS = 96 * 96  # one 96x96x1 map of mask logits
 DEFAULT_FRAMES = 30
@@ -206,7 +206,7 @@ def _shapes_text(shapes) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python3 -m imx500_picosam.smoke",
+        prog="python3 -m imx500_picosam.deploy.smoke",
         description="Load an RPK on the IMX500, capture frames with a fixed ROI and print one JSON summary.",
     )
     parser.add_argument("network_file", type=Path)

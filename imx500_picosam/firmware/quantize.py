@@ -18,12 +18,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from .atomic import atomic_path, write_json
-from .calibration import crops_fingerprint, load_crops
-from .checkpoint import load_model
-from .errors import PicosamError
-from .hashing import sha256_json
-from .toolchain import (
+from ..atomic import atomic_path, write_json
+from ..calibration import crops_fingerprint, load_crops
+from ..model.checkpoint import load_model
+from ..errors import PicosamError
+from ..hashing import sha256_json
+from ..toolchain import (
     DEFAULT_TPC_VERSION,
     converter_tpc_version,
     installed_version,

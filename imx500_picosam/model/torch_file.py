@@ -28,7 +28,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .errors import PicosamError
+from ..errors import PicosamError
 
 # What a pre-1.6 torch.save file starts with: pickle protocol 2 of the magic number
 # 0x1950a86a20f9469cfc6c (torch/serialization.py MAGIC_NUMBER).

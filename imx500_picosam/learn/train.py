@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, Optional
 import numpy as np
 import tensorflow as tf
 
-from .errors import PicosamError
+from ..errors import PicosamError
 
 MODES = ("hybrid", "supervised", "teacher")
 LR_DECAYS = ("none", "linear")
@@ -151,7 +151,7 @@ def example_stream(sources, config: TrainConfig, start_position: int) -> Iterato
     would have seen.
     """
     from .data import Augmentation, iterate_crops
-    from .images import ImageCache
+    from ..images import ImageCache
 
     augmentation = Augmentation(config.box_jitter, config.horizontal_flip, config.colour, config.copy_paste)
     # Every photo of a subset-sized set stays decoded for the whole run (a 640 px JPEG is
@@ -186,7 +186,7 @@ def example_stream(sources, config: TrainConfig, start_position: int) -> Iterato
 
 
 def batches(stream: Iterator[Dict[str, Any]], batch_size: int) -> Iterator[Dict[str, np.ndarray]]:
-    from .geometry import to_model_range
+    from ..geometry import to_model_range
 
     while True:
         items = [next(stream) for _ in range(batch_size)]
@@ -224,7 +224,7 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
     ``instances`` is one :class:`~.data.InstanceSet` (with ``teacher_cache``) or a list of
     :class:`Source` (each with its own weight and cache). The sidecar records, per source,
     the annotation file's sha256 and the image ids used, so the run can be reproduced."""
-    from .atomic import write_json
+    from ..atomic import write_json
 
     config.check()
     sources = list(instances) if isinstance(instances, (list, tuple)) else [Source(instances, 1.0, teacher_cache)]
@@ -273,10 +273,10 @@ def _train(sources, out_dir: Path, state_dir: Path, config: TrainConfig, strateg
            provenance_details, progress: bool) -> TrainResult:
     from tqdm import tqdm
 
-    from .checkpoint import Provenance, load_model, save_checkpoint
-    from .hashing import sha256_of
-    from .model import build_model
-    from .resolve import resolve_checkpoint
+    from ..model.checkpoint import Provenance, load_model, save_checkpoint
+    from ..hashing import sha256_of
+    from ..model.network import build_model
+    from ..model.resolve import resolve_checkpoint
 
     initialised_from = None
     with strategy.scope():

@@ -87,7 +87,7 @@ def build_model(architecture: str = "picosam3", input_normalisation: bool = Fals
     with bias, 6 parameters) in front of ``encoder_stage1``. Imported PyTorch weights use
     it to compute the authors' ImageNet normalisation: folding it into the first
     convolution instead is inexact at the image border, because PyTorch zero-pads the
-    *normalised* image (see :mod:`imx500_picosam.import_weights`).
+    *normalised* image (see :mod:`imx500_picosam.model.import_weights`).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{architecture}', expected one of {ARCHITECTURES}")

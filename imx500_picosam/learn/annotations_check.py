@@ -9,7 +9,7 @@ number (>= 6) of coordinates within a sane distance of the image, RLE sizes matc
 image record and the counts cover exactly ``height * width`` pixels.
 
 Each check returns ``None`` for a usable record or a short reason ("with a malformed
-polygon") that :func:`imx500_picosam.data.load_instances` counts in its skipped summary.
+polygon") that :func:`imx500_picosam.learn.data.load_instances` counts in its skipped summary.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 from pathlib import PurePosixPath
 from typing import Any, Dict, Optional, Tuple
 
-from .images import MAX_IMAGE_PIXELS
+from ..images import MAX_IMAGE_PIXELS
 
 # Polygon vertices may lie this many image sizes outside the image (annotators click
 # slightly past the border); further out is not an annotation of this image.

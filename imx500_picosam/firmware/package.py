@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .errors import PicosamError
+from ..errors import PicosamError
 
 PACKAGER = "imx500-package"
 RPK_NAME = "network.rpk"
