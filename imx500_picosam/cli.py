@@ -296,8 +296,10 @@ def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_
 @click.option("--rank", type=int, default=0, show_default=True)
 @click.option("--world-size", type=int, default=1, show_default=True)
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
+@click.option("--roi-rule", type=click.Choice(["warp", "square"]), default="warp", show_default=True,
+              help="Cut the teacher's logits in this ROI rule's frame: the rule of the student it will teach.")
 def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_spec: str, rank: int, world_size: int,
-                  max_images: Optional[int]) -> None:
+                  max_images: Optional[int], roi_rule: str) -> None:
     """Precompute the teacher's 96x96 ROI logits (fp16) and score for every instance; resumable."""
     from .learn.data import load_instances
     from .learn.teacher import load_teacher
@@ -305,7 +307,8 @@ def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_
 
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
-    summary = fill_cache(instances, load_teacher(teacher_spec), TeacherCache(cache_dir), rank=rank, world_size=world_size)
+    summary = fill_cache(instances, load_teacher(teacher_spec), TeacherCache(cache_dir), rank=rank, world_size=world_size,
+                         roi_rule=roi_rule)
     rate = summary.instances_computed / summary.seconds if summary.seconds > 0 else 0.0
     click.echo(f"{cache_dir}: {summary.images_total} images in shard {rank}/{world_size}: {summary.images_computed} computed "
                f"({summary.instances_computed} instances, {rate:.1f}/s), {summary.images_reused} already done, "
@@ -391,11 +394,16 @@ def data_split(annotations: Path, val_ids: Optional[Path], exclude_ids, out_dir:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True)
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
+@click.option("--roi-rule", type=click.Choice(["warp", "square"]), default="warp", show_default=True,
+              help="How a box becomes the model's input crop: warp (the padded box stretched to 96x96) or square "
+                   "(the authors' squared box). The checkpoint records it and every consumer follows it.")
+@click.option("--teacher-weight", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Scales alpha, the teacher's share of the hybrid loss (1: the authors' loss).")
 def train_command(annotations, images_dirs, teacher_caches, source_weights, out_dir: Path, name: str,
                   architecture: str, mode: str, steps: int, batch_size: int, learning_rate: float, warmup_steps: int,
                   lr_decay: str, box_jitter: float, no_flip: bool, colour: float, copy_paste: float, ema: float,
                   precision: str, checkpoint_every: int, init_checkpoint: Optional[Path],
-                  seed: int, distribute: str, max_images: Optional[int]) -> None:
+                  seed: int, distribute: str, max_images: Optional[int], roi_rule: str, teacher_weight: float) -> None:
     """Distil the teacher into PicoSAM (resumes from OUT/train_state)."""
     _quiet_tensorflow()
     from .learn.data import load_instances
@@ -418,7 +426,8 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
     config = TrainConfig(architecture=architecture, mode=mode, steps=steps, batch_size=batch_size,
                          learning_rate=learning_rate, warmup_steps=warmup_steps, lr_decay=lr_decay, box_jitter=box_jitter,
                          horizontal_flip=not no_flip, colour=colour, copy_paste=copy_paste, ema=ema, precision=precision,
-                         seed=seed, checkpoint_every=checkpoint_every, distribute=distribute)
+                         seed=seed, checkpoint_every=checkpoint_every, distribute=distribute, roi_rule=roi_rule,
+                         teacher_weight=teacher_weight)
     result = train(sources, out_dir, config, init_checkpoint=init_checkpoint, name=name)
     resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
     click.echo(f"wrote {result.checkpoint_path} after {result.steps} steps{resumed}; "

@@ -6,13 +6,27 @@ Raspberry Pi AI Camera the IMX500 performs that crop itself
 (``IMX500.set_inference_roi_abs``), so the rule below has to be the one rule used
 everywhere, or the camera would see different crops than the model was trained on.
 
-The rule is the authors' ``pad_bbox_to_square``:
+There are two rules, and which one a model needs is a property of its checkpoint
+(``Checkpoint.roi_rule``; ``ROI_RULES``):
+
+``square`` -- the authors' ``pad_bbox_to_square``:
 
 1. pad the box by 10 % of its width / height on each side;
 2. make it a square whose side is the padded box's longer side, around its centre;
 3. clip the square to the frame (at a border it becomes a clipped rectangle, which the
    resize then stretches — the model was trained on exactly such stretched crops);
 4. truncate the corners to whole pixels with ``int()``.
+
+``warp`` -- this project's: steps 1, 3 and 4 without step 2. The padded box itself is
+clipped and stretched to 96x96, so the network sees where the box's short side is (Mask
+R-CNN's RoIAlign does the same). The IMX500 scales any ROI rectangle to its input tensor
+(``set_inference_roi_abs``; no aspect-ratio or scale limit is documented or enforced by
+picamera2), so the sensor needs no other clamp; the only one is the minimum size below,
+the same in training and on the camera.
+
+Both rules share the padding, the clipping, the truncation and the minimum size; the
+crop-protocol IoU of the paper is always measured in the ``square`` ROI, whatever rule
+the model uses (see ``learn.evaluate``).
 """
 
 from __future__ import annotations
@@ -27,6 +41,19 @@ from .errors import PicosamError
 
 MODEL_INPUT_SIZE = 96
 DEFAULT_PADDING = 0.1
+# The ROI rules a checkpoint can be trained with; a checkpoint that names none is the authors'.
+ROI_RULES = ("square", "warp")
+LEGACY_ROI_RULE = "square"
+# The warp rule's shortest side in pixels: a 1-pixel-wide box would otherwise be stretched
+# 96x into the model's input (the same in training, evaluation and on the sensor).
+WARP_MIN_SIDE = 2
+
+
+def check_rule(rule: str) -> str:
+    """``rule`` if it is one of ``ROI_RULES``, else a one-line error."""
+    if rule not in ROI_RULES:
+        raise PicosamError(f"ROI rule '{rule}' is not one of {', '.join(ROI_RULES)}")
+    return rule
 
 
 @dataclass(frozen=True)
@@ -83,21 +110,31 @@ def roi_from_box(
     box_xywh: Sequence[float],
     frame_width: int,
     frame_height: int,
+    *,
+    rule: str,
     padding: float = DEFAULT_PADDING,
     min_size: int = 1,
 ) -> Roi:
-    """Turn a COCO ``(x, y, w, h)`` box into the ROI the model sees.
+    """Turn a COCO ``(x, y, w, h)`` box into the ROI a model trained with ``rule`` sees.
 
-    ``min_size`` (pixels) widens a degenerate ROI symmetrically, still inside the frame;
-    with the default of 1 the authors' rule is unchanged for every box of positive area.
+    ``rule`` is ``square`` (the authors') or ``warp`` (see the module docstring); callers take
+    it from the checkpoint (``Checkpoint.roi_rule``), never from a default of their own, so
+    it has none. ``min_size`` (pixels) widens a degenerate ROI symmetrically, still inside
+    the frame; with the default of 1 the authors' rule is unchanged for every box of positive
+    area, and ``warp`` never goes below ``WARP_MIN_SIDE``.
     """
+    check_rule(rule)
     x, y, w, h = check_box(box_xywh, frame_width, frame_height)
     pad_w, pad_h = w * padding, h * padding
     x, y, w, h = x - pad_w, y - pad_h, w + 2 * pad_w, h + 2 * pad_h
-    side = max(w, h)
-    cx, cy = x + w / 2, y + h / 2
-    x0, y0 = cx - side / 2, cy - side / 2
-    x1, y1 = x0 + side, y0 + side
+    if rule == "square":
+        side = max(w, h)
+        cx, cy = x + w / 2, y + h / 2
+        x0, y0 = cx - side / 2, cy - side / 2
+        x1, y1 = x0 + side, y0 + side
+    else:
+        x0, y0, x1, y1 = x, y, x + w, y + h
+        min_size = max(min_size, WARP_MIN_SIDE)
     x0, y0 = max(0.0, x0), max(0.0, y0)
     x1, y1 = min(float(frame_width), x1), min(float(frame_height), y1)
     roi = Roi(int(x0), int(y0), int(x1), int(y1))

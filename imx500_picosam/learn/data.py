@@ -278,17 +278,20 @@ def crop_instance(
     box_xywh: Sequence[float],
     jitter: float = 0.0,
     rng: Optional[np.random.Generator] = None,
+    *,
+    rule: str,
 ) -> Crop:
-    """The ROI crop of one instance, optionally prompted with a jittered box."""
+    """The ROI crop of one instance under ROI rule ``rule``, optionally prompted with a jittered box."""
     height, width = image.shape[:2]
     box = jitter_box(box_xywh, jitter, rng) if jitter > 0 and rng is not None else tuple(float(v) for v in box_xywh)
-    roi = roi_from_box(box, width, height)
+    roi = roi_from_box(box, width, height, rule=rule)
     return Crop(crop_to_model_input(image, roi), crop_mask_to_model_input(mask, roi), roi, box)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Training-time augmentation. The ROI rule itself is never changed, only its input."""
+    """Training-time augmentation. The ROI rule itself is never changed, only its input: the
+    box (jitter) and the pixels (flip, colour, copy-paste)."""
 
     box_jitter: float = 0.1  # each box edge moves by up to this fraction of the box size
     horizontal_flip: bool = True
@@ -344,13 +347,17 @@ def iterate_crops(
     seed: int = 0,
     teacher_cache=None,
     images: Optional["ImageCache"] = None,
+    *,
+    rule: str,
 ) -> Iterator[Dict[str, Any]]:
-    """Yield training examples for ``instances.instances[i] for i in order``.
+    """Yield training examples for ``instances.instances[i] for i in order``, cropped with ROI
+    rule ``rule`` (the rule the trained checkpoint will carry).
 
     Each example holds the uint8 crop, the ground-truth crop, and, where ``teacher_cache`` is
     given, the teacher's 96x96 logits and score for the same ROI. The teacher saw the
     un-jittered ROI, so with box jitter the teacher target is resampled into the jittered
-    ROI's frame (both are rectangles of the same image). With copy-paste the teacher never
+    ROI's frame (both are rectangles of the same image); a cache made in the other rule's frame
+    is resampled the same way. With copy-paste the teacher never
     saw the pasted object: its logits are set to background there.
 
     ``images`` is the decoded-photo cache; a training run passes one that holds every photo
@@ -370,11 +377,11 @@ def iterate_crops(
             instances.skipped["whose image failed to decode mid-epoch"] += 1
             continue
         mask = instances.decode_mask(inst)
-        crop = crop_instance(image, mask, inst.box_xywh, augmentation.box_jitter, rng)
+        crop = crop_instance(image, mask, inst.box_xywh, augmentation.box_jitter, rng, rule=rule)
         example: Dict[str, Any] = {"image": crop.image, "mask": crop.mask, "annotation_id": inst.annotation_id}
         if teacher_cache is not None:
             entry = teacher_cache.lookup(inst)
-            teacher_roi = roi_from_box(inst.box_xywh, image.shape[1], image.shape[0])
+            teacher_roi = roi_from_box(inst.box_xywh, image.shape[1], image.shape[0], rule=teacher_cache.roi_rule)
             example["teacher_logits"] = resample_between_rois(entry.logits, teacher_roi, crop.roi, MODEL_INPUT_SIZE)
             example["teacher_score"] = entry.score
         if augmentation.copy_paste > 0 and count > 1 and rng.random() < augmentation.copy_paste:
@@ -385,7 +392,7 @@ def iterate_crops(
                 instances.skipped["donor photos that failed to decode mid-epoch"] += 1
                 donor_image = None
             if donor_image is not None:
-                donor = crop_instance(donor_image, instances.decode_mask(donor_inst), donor_inst.box_xywh)
+                donor = crop_instance(donor_image, instances.decode_mask(donor_inst), donor_inst.box_xywh, rule=rule)
                 example["image"], example["mask"], pasted = paste_object(crop, donor, rng)
                 if "teacher_logits" in example:
                     example["teacher_logits"] = np.where(pasted, np.float32(-20.0), example["teacher_logits"])

@@ -164,9 +164,11 @@ class OnnxSamTeacher:
         coords = np.array([list(point_xy), [0.0, 0.0]], dtype=np.float32)
         return self._decode(coords, np.array([LABEL_FOREGROUND, LABEL_PADDING], dtype=np.float32))
 
-    def predict(self, image_rgb: np.ndarray, box_xywh: Sequence[float]) -> TeacherOutput:
+    def predict(self, image_rgb: np.ndarray, box_xywh: Sequence[float], rule: str) -> TeacherOutput:
+        """The teacher's logits for the box, cut out of its full-frame answer in the ROI that a
+        student with ROI rule ``rule`` sees."""
         logits, score = self.full_logits_for_box(image_rgb, box_xywh)
-        roi = roi_from_box(box_xywh, image_rgb.shape[1], image_rgb.shape[0])
+        roi = roi_from_box(box_xywh, image_rgb.shape[1], image_rgb.shape[0], rule=rule)
         return TeacherOutput(crop_logits_to_model_input(logits, roi), score, roi)
 
 
@@ -191,7 +193,7 @@ class Sam2Teacher:
         self.identity = f"sam2:{Path(checkpoint).name}"
         self._image_id: Optional[int] = None
 
-    def predict(self, image_rgb: np.ndarray, box_xywh: Sequence[float]) -> TeacherOutput:
+    def predict(self, image_rgb: np.ndarray, box_xywh: Sequence[float], rule: str) -> TeacherOutput:
         if self._image_id != id(image_rgb):
             self._predictor.set_image(image_rgb)
             self._image_id = id(image_rgb)
@@ -200,7 +202,7 @@ class Sam2Teacher:
             box=np.array([x, y, x + w, y + h]), multimask_output=True, return_logits=True
         )
         best = int(np.argmax(scores))
-        roi = roi_from_box(box_xywh, image_rgb.shape[1], image_rgb.shape[0])
+        roi = roi_from_box(box_xywh, image_rgb.shape[1], image_rgb.shape[0], rule=rule)
         return TeacherOutput(crop_logits_to_model_input(masks[best], roi), float(scores[best]), roi)
 
 

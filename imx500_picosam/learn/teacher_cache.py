@@ -18,7 +18,7 @@ import numpy as np
 
 from ..atomic import atomic_path, write_json
 from ..errors import PicosamError
-from ..geometry import MODEL_INPUT_SIZE
+from ..geometry import LEGACY_ROI_RULE, MODEL_INPUT_SIZE, check_rule
 from ..images import ImageCache, LruCache
 from .teacher import TeacherOutput
 
@@ -51,6 +51,7 @@ class TeacherCache:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self._identity: Optional[str] = None
+        self._roi_rule: Optional[str] = None
         # Training draws instances in random order: keep recently read images' entries, so an
         # example does not re-read and re-verify its image's whole file.
         self._loaded = LruCache(self._read_for_lookup, capacity=256)
@@ -58,8 +59,10 @@ class TeacherCache:
     def path_for(self, image_id: int) -> Path:
         return self.folder / f"{int(image_id)}.npz"
 
-    def bind(self, teacher_identity: str) -> None:
-        """Create the cache for ``teacher_identity`` or check that it was made by it."""
+    def bind(self, teacher_identity: str, roi_rule: str) -> None:
+        """Create the cache for ``teacher_identity`` with logits in ``roi_rule``'s ROI frame, or
+        check that it was made so."""
+        check_rule(roi_rule)
         meta_path = self.folder / "cache.json"
         if meta_path.is_file():
             meta = self._meta()
@@ -67,11 +70,16 @@ class TeacherCache:
                 raise PicosamError(
                     f"{self.folder}: teacher cache was made by {meta.get('teacher')}, not {teacher_identity}; use another folder"
                 )
-            self._identity = teacher_identity
+            made = meta.get("roi_rule", LEGACY_ROI_RULE)
+            if made != roi_rule:
+                raise PicosamError(f"{self.folder}: teacher cache holds logits in the '{made}' ROI frame, "
+                                   f"not '{roi_rule}'; use another folder")
+            self._identity, self._roi_rule = teacher_identity, roi_rule
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_json(meta_path, {"format": self.FORMAT, "teacher": teacher_identity, "size": MODEL_INPUT_SIZE})
-        self._identity = teacher_identity
+        write_json(meta_path, {"format": self.FORMAT, "teacher": teacher_identity, "size": MODEL_INPUT_SIZE,
+                               "roi_rule": roi_rule})
+        self._identity, self._roi_rule = teacher_identity, roi_rule
 
     def _meta(self) -> Dict:
         meta_path = self.folder / "cache.json"
@@ -92,9 +100,16 @@ class TeacherCache:
             self._identity = str(self._meta().get("teacher"))
         return self._identity
 
+    @property
+    def roi_rule(self) -> str:
+        """The ROI rule whose frame the logits are in (caches made before rules existed: ``square``)."""
+        if self._roi_rule is None:
+            self._roi_rule = check_rule(str(self._meta().get("roi_rule", LEGACY_ROI_RULE)))
+        return self._roi_rule
+
     def prompt_key(self, instance) -> str:
-        """What the teacher was asked for ``instance``: teacher, photo and box, as one digest."""
-        return prompt_key(self.identity, instance)
+        """What the teacher was asked for ``instance``: teacher, ROI frame, photo and box, as one digest."""
+        return prompt_key(self.identity, instance, self.roi_rule)
 
     @staticmethod
     def _checksum(logits: np.ndarray, scores: np.ndarray, annotation_ids: np.ndarray, keys: np.ndarray) -> str:
@@ -170,12 +185,16 @@ class TeacherCache:
         return bad
 
 
-def prompt_key(teacher_identity: str, instance) -> str:
-    """A digest of what the teacher is asked: which teacher, which photo (file name and size)
-    and which box (exact float values)."""
+def prompt_key(teacher_identity: str, instance, roi_rule: str = LEGACY_ROI_RULE) -> str:
+    """A digest of what the teacher is asked: which teacher, which photo (file name and size),
+    which box (exact float values) and, for any rule but the legacy ``square``, the ROI frame
+    its logits are cut in (so ``square`` keys of older caches stay valid)."""
     box = [float(v).hex() for v in instance.box_xywh]
-    text = json.dumps([teacher_identity, Path(instance.image_path).name, int(instance.image_width),
-                       int(instance.image_height), box])
+    fields = [teacher_identity, Path(instance.image_path).name, int(instance.image_width),
+              int(instance.image_height), box]
+    if roi_rule != LEGACY_ROI_RULE:
+        fields.append(roi_rule)
+    text = json.dumps(fields)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -190,15 +209,16 @@ class CacheRunSummary:
 
 
 def fill_cache(instances, teacher, cache: TeacherCache, rank: int = 0, world_size: int = 1,
-               progress: bool = True) -> CacheRunSummary:
-    """Compute what is missing for this shard (images ``i`` with ``i % world_size == rank``)."""
+               progress: bool = True, roi_rule: str = "warp") -> CacheRunSummary:
+    """Compute what is missing for this shard (images ``i`` with ``i % world_size == rank``), with
+    the teacher's logits cut in ``roi_rule``'s ROI (the rule of the student it will teach)."""
     import time
 
     from tqdm import tqdm
 
     if world_size < 1 or not 0 <= rank < world_size:
         raise PicosamError(f"--rank {rank} / --world-size {world_size}: need 0 <= rank < world-size")
-    cache.bind(teacher.identity)
+    cache.bind(teacher.identity, roi_rule)
     grouped = instances.by_image()
     image_ids = [image_id for k, image_id in enumerate(grouped) if k % world_size == rank]
     started = time.perf_counter()
@@ -214,7 +234,7 @@ def fill_cache(instances, teacher, cache: TeacherCache, rank: int = 0, world_siz
         if cache.path_for(image_id).exists():
             repaired += 1  # corrupt, incomplete, or made for other boxes / photos
         image = images.get(members[0].image_path)
-        outputs = [teacher.predict(image, m.box_xywh) for m in members]
+        outputs = [teacher.predict(image, m.box_xywh, cache.roi_rule) for m in members]
         cache.write(image_id, ids, outputs, keys)
         computed += 1
         instance_count += len(members)

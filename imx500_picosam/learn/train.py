@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import PicosamError
+from ..geometry import ROI_RULES
 
 MODES = ("hybrid", "supervised", "teacher")
 LR_DECAYS = ("none", "linear")
@@ -58,6 +59,10 @@ class TrainConfig:
     precision: str = "float32"  # float32 | mixed_bfloat16 (the CPU's AVX-512 BF16; weights stay float32)
     seed: int = 0
     checkpoint_every: int = 200
+    # The ROI rule of the checkpoint this run writes (geometry.ROI_RULES): crops, copy-paste
+    # donors and teacher targets are all cut with it. ``warp`` beats ``square`` (docs/results.md).
+    roi_rule: str = "warp"
+    teacher_weight: float = 1.0  # scales alpha, the teacher's share of the hybrid loss
     distribute: str = "none"  # none | mirrored | multi-worker
 
     def check(self) -> None:
@@ -73,6 +78,10 @@ class TrainConfig:
             raise PicosamError(f"EMA decay {self.ema} is not in [0, 1)")
         if self.precision not in PRECISIONS:
             raise PicosamError(f"precision '{self.precision}' is not one of {PRECISIONS}")
+        if self.roi_rule not in ROI_RULES:
+            raise PicosamError(f"ROI rule '{self.roi_rule}' is not one of {', '.join(ROI_RULES)}")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            raise PicosamError(f"teacher weight {self.teacher_weight} is not in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -113,8 +122,10 @@ def _dice(p, q):
     return 1.0 - tf.reduce_mean((2.0 * intersection + 1e-6) / (union + 1e-6))
 
 
-def distillation_loss(student_logits, gt_mask, teacher_logits, teacher_score, mode: str, area_weight: float):
-    """The loss above; returns (loss, alpha). Tensors are (B, 96, 96, 1) and (B,)."""
+def distillation_loss(student_logits, gt_mask, teacher_logits, teacher_score, mode: str, area_weight: float,
+                      teacher_weight: float = 1.0):
+    """The loss above; returns (loss, alpha). Tensors are (B, 96, 96, 1) and (B,).
+    ``teacher_weight`` scales the hybrid loss's alpha (1: the authors' loss)."""
     pred = sharpen(student_logits)
     terms = {}
     if mode in ("hybrid", "teacher"):
@@ -128,7 +139,7 @@ def distillation_loss(student_logits, gt_mask, teacher_logits, teacher_score, mo
         ratio = tf.reduce_sum(pred, axis=[1, 2]) / (tf.reduce_sum(gt_mask, axis=[1, 2]) + 1e-6)
         terms["area"] = tf.reduce_mean(tf.nn.relu(MIN_AREA_RATIO - ratio))
     if mode == "hybrid":
-        alpha = tf.reduce_mean(tf.clip_by_value(teacher_score, 0.0, 1.0))
+        alpha = teacher_weight * tf.reduce_mean(tf.clip_by_value(teacher_score, 0.0, 1.0))
     else:
         alpha = tf.constant(1.0 if mode == "teacher" else 0.0)
     loss = alpha * terms.get("teacher", 0.0) + (1.0 - alpha) * terms.get("truth", 0.0)
@@ -164,7 +175,7 @@ def example_stream(sources, config: TrainConfig, start_position: int) -> Iterato
         while True:
             order = np.random.default_rng([config.seed, epoch]).permutation(count)
             yield from iterate_crops(instances, order[offset:], augmentation, seed=config.seed * 1_000_003 + epoch,
-                                     teacher_cache=caches[0], images=images)
+                                     teacher_cache=caches[0], images=images, rule=config.roi_rule)
             epoch, offset = epoch + 1, 0
     weights = np.asarray([source.weight for source in sources], dtype=np.float64)
     weights = weights / weights.sum()
@@ -179,7 +190,8 @@ def example_stream(sources, config: TrainConfig, start_position: int) -> Iterato
             orders[(k, epoch)] = np.random.default_rng([config.seed, k, epoch]).permutation(counts[k])
         index = int(orders[(k, epoch)][offset])
         example = next(iterate_crops(sources[k].instances, [index], augmentation,
-                                     seed=config.seed * 1_000_003 + position, teacher_cache=caches[k], images=images))
+                                     seed=config.seed * 1_000_003 + position, teacher_cache=caches[k], images=images,
+                                     rule=config.roi_rule))
         example["source"] = k
         yield example
         position += 1
@@ -308,7 +320,7 @@ def _train(sources, out_dir: Path, state_dir: Path, config: TrainConfig, strateg
         with tf.GradientTape() as tape:
             logits = tf.cast(model(batch["image"], training=True), tf.float32)
             loss, alpha = distillation_loss(logits, batch["mask"], batch["teacher_logits"], batch["teacher_score"],
-                                            config.mode, config.area_weight)
+                                            config.mode, config.area_weight, config.teacher_weight)
             scaled = loss / replicas
         gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
@@ -389,7 +401,8 @@ def _train(sources, out_dir: Path, state_dir: Path, config: TrainConfig, strateg
         meta_path = caches[0].folder / "cache.json"
         details["teacher"] = json.loads(meta_path.read_text()).get("teacher") if meta_path.is_file() else None
     details.update(provenance_details or {})
-    checkpoint = save_checkpoint(model, out_dir / f"{name}.weights.h5", Provenance(kind="trained", details=details))
+    checkpoint = save_checkpoint(model, out_dir / f"{name}.weights.h5", Provenance(kind="trained", details=details),
+                                 roi_rule=config.roi_rule)
     return TrainResult(checkpoint.weights_path, config.steps, resumed_from, crops_per_second, final_loss, log_path, details)
 
 

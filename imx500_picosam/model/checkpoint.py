@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from ..errors import PicosamError
+from ..geometry import LEGACY_ROI_RULE, ROI_RULES
 from ..hashing import sha256_of
 
 SIDECAR_FORMAT = "imx500-picosam-checkpoint/1"
@@ -41,6 +42,9 @@ class Checkpoint:
     weights_sha256: str
     parameters: int
     input_normalisation: bool = False  # the model starts with an affine input map
+    # How a box prompt becomes the model's input crop (geometry.ROI_RULES): the rule the model
+    # was trained with, which every consumer follows. Sidecars without it are the authors' rule.
+    roi_rule: str = LEGACY_ROI_RULE
 
     @property
     def sidecar_path(self) -> Path:
@@ -56,8 +60,10 @@ def sidecar_path_for(weights_path: Path) -> Path:
     return weights_path.with_name(stem + ".json")
 
 
-def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkpoint:
-    """Save ``model``'s weights and sidecar atomically as a pair; returns the loaded description."""
+def save_checkpoint(model, weights_path: Path, provenance: Provenance, roi_rule: str = LEGACY_ROI_RULE) -> Checkpoint:
+    """Save ``model``'s weights and sidecar atomically as a pair; returns the loaded description.
+    ``roi_rule`` is the ROI rule the weights were trained with (imports and initialisations: the
+    authors' ``square``)."""
     from .network import count_parameters, has_input_normalisation
 
     weights_path = Path(weights_path)
@@ -65,6 +71,8 @@ def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkp
         raise PicosamError(f"{weights_path}: checkpoint weights must be named *{WEIGHTS_SUFFIX}")
     if provenance.kind not in PROVENANCE_KINDS:
         raise PicosamError(f"provenance '{provenance.kind}' is not one of {PROVENANCE_KINDS}")
+    if roi_rule not in ROI_RULES:
+        raise PicosamError(f"ROI rule '{roi_rule}' is not one of {ROI_RULES}")
 
     def describe(digest: str) -> Checkpoint:
         return Checkpoint(
@@ -74,6 +82,7 @@ def save_checkpoint(model, weights_path: Path, provenance: Provenance) -> Checkp
             weights_sha256=digest,
             parameters=count_parameters(model),
             input_normalisation=has_input_normalisation(model),
+            roi_rule=roi_rule,
         )
 
     return write_pair(weights_path, lambda tmp: model.save_weights(str(tmp)), describe)
@@ -138,6 +147,7 @@ def _sidecar(checkpoint: Checkpoint) -> Dict[str, Any]:
         "output": {"shape": [96, 96, 1], "contract": OUTPUT_CONTRACT},
         "parameters": checkpoint.parameters,
         "input_normalisation": checkpoint.input_normalisation,
+        "roi_rule": checkpoint.roi_rule,
         "weights_file": checkpoint.weights_path.name,
         "weights_sha256": checkpoint.weights_sha256,
         "provenance": asdict(checkpoint.provenance),
@@ -185,6 +195,9 @@ def _read_pair(weights_path: Path) -> Checkpoint:
     parameters = meta.get("parameters", 0)
     if not isinstance(parameters, int) or isinstance(parameters, bool):
         raise PicosamError(f"{sidecar}: parameters is {str(parameters)[:20]!r}, not an integer")
+    roi_rule = meta.get("roi_rule", LEGACY_ROI_RULE)
+    if roi_rule not in ROI_RULES:
+        raise PicosamError(f"{sidecar}: roi_rule is {str(roi_rule)[:20]!r}, not one of {', '.join(ROI_RULES)}")
     return Checkpoint(
         weights_path=weights_path,
         architecture=str(meta.get("architecture")),
@@ -192,6 +205,7 @@ def _read_pair(weights_path: Path) -> Checkpoint:
         weights_sha256=digest,
         parameters=parameters,
         input_normalisation=bool(meta.get("input_normalisation", False)),
+        roi_rule=roi_rule,
     )
 
 
