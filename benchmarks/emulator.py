@@ -58,7 +58,7 @@ def main():
     engines = {"MCT Keras (tf.function)": KerasEngine(quantized),
                "INT8 TFLite, 1 thread": TfliteEngine(tflite_path, num_threads=1),
                "INT8 TFLite, 2 threads": TfliteEngine(tflite_path, num_threads=2)}
-    crop = load_crops("held_out").as_uint8()[:1]
+    crop = load_crops("held_out", rule="square").as_uint8()[:1]
     inference = interleaved_ms({name: (lambda e=engine: e.predict_crops(crop)) for name, engine in engines.items()},
                                args.repeat)
     sessions = {name: Session(EmulatorBackend(open_source(str(PHOTO)), engine), boxes=[(60, 150, 300, 330)])
@@ -71,7 +71,7 @@ def main():
         print(f"  {name:24s} inference {inference[name][0]:6.2f} ms ({inference[name][1]:.2f})   "
               f"emulator frame {frame[name][0]:6.2f} ms ({frame[name][1]:.2f})")
 
-    crops = load_crops("held_out").as_uint8()
+    crops = load_crops("held_out", rule="square").as_uint8()
     keras = engines["MCT Keras (tf.function)"].predict_crops(crops)
     tflite = engines["INT8 TFLite, 1 thread"].predict_crops(crops)
     ious = [mask_iou(k > 0, t > 0) for k, t in zip(keras, tflite)]

@@ -2,7 +2,8 @@
 
 MCT chooses every activation's quantization range from what flows through the network
 on this data, so it must look like what the camera will feed: object-sized box prompts on
-natural images, cropped by the very ROI rule the sensor applies. The photos and their
+natural images, cropped by the very ROI rule the sensor applies for the model at hand (its
+checkpoint's ``roi_rule``): a ``warp`` model is calibrated on warped crops. The photos and their
 roles (``calibration`` vs ``held_out``) are listed in ``calibration_data/manifest.json``.
 """
 
@@ -63,18 +64,23 @@ def _read_manifest(manifest_path: Path) -> dict:
         raise PicosamError(f"{manifest_path}: not valid JSON (line {err.lineno})") from None
 
 
-def crops_fingerprint(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR) -> str:
+def crops_fingerprint(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR, *,
+                      rule: str) -> str:
     """A sha256 that changes whenever :func:`load_crops` would return other crops for ``role``:
-    the manifest (seed, crops per photo, roles) and every photo it lists with that role.
-    Caches of models quantized on these crops are keyed by it."""
+    the manifest (seed, crops per photo, roles), every photo it lists with that role and the
+    ROI rule. Caches of models quantized on these crops are keyed by it."""
     manifest_path = Path(calibration_dir) / "manifest.json"
     manifest = _read_manifest(manifest_path)
     photos = {p["file"]: sha256_of(Path(calibration_dir) / p["file"]) for p in manifest["photos"] if p["role"] == role}
-    return sha256_json({"manifest": sha256_of(manifest_path), "role": role, "photos": photos})
+    fields = {"manifest": sha256_of(manifest_path), "role": role, "photos": photos}
+    if rule != "square":  # the square key is the one caches had before rules existed
+        fields["roi_rule"] = rule
+    return sha256_json(fields)
 
 
-def load_crops(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR) -> CropSet:
-    """All crops of the photos with ``role`` ('calibration' or 'held_out'), in manifest order."""
+def load_crops(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR, *, rule: str) -> CropSet:
+    """All crops of the photos with ``role`` ('calibration' or 'held_out'), in manifest order, cut
+    with ROI rule ``rule`` (the checkpoint's)."""
     manifest_path = Path(calibration_dir) / "manifest.json"
     manifest = _read_manifest(manifest_path)
     crops, sources = [], []
@@ -87,7 +93,7 @@ def load_crops(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBR
         # changes the crops of the others.
         rng = np.random.default_rng([manifest["seed"], index])
         for box in sample_boxes(width, height, manifest["crops_per_photo"], rng):
-            roi = roi_from_box(box, width, height)
+            roi = roi_from_box(box, width, height, rule=rule)
             crops.append(to_model_range(crop_to_model_input(image, roi)))
             sources.append((photo["file"], box))
     if not crops:

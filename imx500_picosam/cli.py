@@ -186,8 +186,12 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
               help="Stop after N frames (headless default: a video to its end, one frame per prompt for an image).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="With --headless: folder for frames.jsonl, masks/ and run.json.")
+@click.option("--roi-rule", type=click.Choice(["warp", "square"]), default=None,
+              help="Override the model's ROI rule (default: the checkpoint's, or on the camera the RPK's "
+                   "network_intrinsics: input_aspect_ratio 1:1 is square, none is warp). run.json records it.")
 def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpoint: Optional[Path], engine: str,
-         boxes: tuple, follow: bool, headless: bool, frames: Optional[int], out_dir: Optional[Path]) -> None:
+         boxes: tuple, follow: bool, headless: bool, frames: Optional[int], out_dir: Optional[Path],
+         roi_rule: Optional[str]) -> None:
     """Segment what the camera sees: drag a box to prompt, r resets, q quits (or --headless)."""
     _quiet_tensorflow()
     from .geometry import parse_box
@@ -212,9 +216,9 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
         require_window()  # before minutes of loading, not after
     if emulate:
         backend, run_info, warning = emulator_backend(source, checkpoint, engine, loop=not headless,
-                                                      log=lambda line: click.echo(line, err=True))
+                                                      log=lambda line: click.echo(line, err=True), roi_rule=roi_rule)
     else:
-        backend, run_info, warning = camera_backend(rpk_path)
+        backend, run_info, warning = camera_backend(rpk_path, roi_rule=roi_rule)
 
     with Session(backend, boxes=prompt_boxes, follow=follow) as session:
         if headless:
@@ -230,11 +234,19 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
 @click.option("--build", "output_dir", cls=_Option, old=("--out",), type=click.Path(path_type=Path),
               default=Path("build"), show_default=True, help=BUILD_HELP)
 @click.option("--inference-rate", type=float, default=30.0, show_default=True)
-def package(packer_out: Path, output_dir: Path, inference_rate: float) -> None:
+@click.option("--roi-rule", type=click.Choice(["warp", "square"]), default=None,
+              help="The model's ROI rule, carried in network_intrinsics (warp: no input_aspect_ratio; square: 1:1). "
+                   "Default: the one BUILD/build_report.json records.")
+def package(packer_out: Path, output_dir: Path, inference_rate: float, roi_rule: Optional[str]) -> None:
     """Package packerOut.zip into network.rpk with imx500-package (Raspberry Pi OS)."""
-    from .firmware.package import package_rpk
+    from .firmware.package import package_rpk, roi_rule_of_report
 
-    result = package_rpk(packer_out, output_dir, inference_rate)
+    report = output_dir / "build_report.json"
+    rule = roi_rule or roi_rule_of_report(report)
+    if rule is None:
+        raise PicosamError(f"{report} not found: say which ROI rule {packer_out} was built for with --roi-rule warp|square "
+                           "(its build report records it)")
+    result = package_rpk(packer_out, output_dir, inference_rate, rule)
     click.echo(result.message)
     if result.intrinsics is not None:
         click.echo("network_intrinsics " + json.dumps(result.intrinsics))
@@ -437,7 +449,8 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
 @main.command("compare")
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
-@click.option("--method", default="picosam-float", show_default=True, help="Method name as stored in the .jsonl files.")
+@click.option("--method", default="float", show_default=True,
+              help="Method name as in evaluate's --methods (float, quantized, tflite, box, grabcut, teacher).")
 @click.option("--jitter", type=float, default=0.0, show_default=True)
 @click.option("--protocol", type=click.Choice(["crop", "full"]), default="crop", show_default=True)
 def compare_command(run_a: Path, run_b: Path, method: str, jitter: float, protocol: str) -> None:
@@ -471,8 +484,9 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
     instances = load_instances(annotations, images_dir)
     ckpt = resolve_checkpoint(checkpoint)
     ious = contact_sheet(instances, load_engine(ckpt, "float").predict_crops, out_png,
-                         count=count, seed=seed, title=f"{ckpt.weights_path.name} on {Path(annotations).name}: "
-                                                       "green = human mask, magenta = prediction")
+                         count=count, seed=seed, rule=ckpt.roi_rule,
+                         title=f"{ckpt.weights_path.name} ({ckpt.roi_rule} ROI) on {Path(annotations).name}: "
+                               "green = human mask, magenta = prediction")
     click.echo(f"wrote {out_png}: {len(ious)} instances, mean crop IoU {100 * sum(ious) / len(ious):.1f}")
 
 

@@ -320,7 +320,7 @@ class AnnotationTarget:
             if rng.random() < 0.5:  # a photo that stops decoding after loading
                 name = rng.choice(sorted(self.photos))
                 (images / name).write_bytes(self.photos[name][: len(self.photos[name]) // 2])
-            list(iterate_crops(instances, order, Augmentation(copy_paste=0.5), seed=number))
+            list(iterate_crops(instances, order, Augmentation(copy_paste=0.5), seed=number, rule="square"))
         finally:
             shutil.rmtree(folder)
 

@@ -97,8 +97,8 @@ def test_crop_uses_the_shared_roi_rule(dev_set):
     from imx500_picosam.images import load_image_rgb
 
     image = load_image_rgb(inst.image_path)
-    crop = crop_instance(image, instances.decode_mask(inst), inst.box_xywh)
-    assert crop.roi == roi_from_box(inst.box_xywh, inst.image_width, inst.image_height)
+    crop = crop_instance(image, instances.decode_mask(inst), inst.box_xywh, rule="square")
+    assert crop.roi == roi_from_box(inst.box_xywh, inst.image_width, inst.image_height, rule="square")
     assert crop.image.shape == (96, 96, 3) and crop.image.dtype == np.uint8
     assert crop.mask.shape == (96, 96) and crop.mask.dtype == bool and crop.mask.any()
 
@@ -107,9 +107,9 @@ def test_augmented_examples_are_reproducible(dev_set):
     instances = load_instances(dev_set / "annotations.json", dev_set / "images")
     order = list(range(6))
     aug = Augmentation(box_jitter=0.3, horizontal_flip=True, colour=0.3)
-    first = list(iterate_crops(instances, order, aug, seed=3))
-    again = list(iterate_crops(instances, order, aug, seed=3))
-    plain = list(iterate_crops(instances, order))
+    first = list(iterate_crops(instances, order, aug, seed=3, rule="square"))
+    again = list(iterate_crops(instances, order, aug, seed=3, rule="square"))
+    plain = list(iterate_crops(instances, order, rule="square"))
     for a, b, c in zip(first, again, plain):
         assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["mask"], b["mask"])
     assert any(not np.array_equal(a["image"], c["image"]) for a, c in zip(first, plain))
@@ -117,8 +117,8 @@ def test_augmented_examples_are_reproducible(dev_set):
 
 def test_resampling_between_rois_moves_content_to_the_right_place():
     size = MODEL_INPUT_SIZE
-    source = roi_from_box((100, 100, 80, 80), 640, 480)
-    target = roi_from_box((120, 100, 80, 80), 640, 480)
+    source = roi_from_box((100, 100, 80, 80), 640, 480, rule="square")
+    target = roi_from_box((120, 100, 80, 80), 640, 480, rule="square")
     logits = np.full((size, size), -5.0, np.float32)
     # A bright square at frame x in [150, 170), y in [120, 140), drawn in source coordinates.
     sx = lambda x: (x - source.x0) * size / source.width  # noqa: E731

@@ -117,7 +117,7 @@ class _OneSlotTeacher:
 
         if image is not self._last:
             self.encoded, self._last = self.encoded + 1, image
-        roi = roi_from_box(box_xywh, image.shape[1], image.shape[0])
+        roi = roi_from_box(box_xywh, image.shape[1], image.shape[0], rule="square")
         box = np.zeros(image.shape[:2], bool)
         x, y, w, h = (int(round(v)) for v in box_xywh)
         box[max(0, y):y + h, max(0, x):x + w] = True

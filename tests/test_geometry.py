@@ -28,7 +28,7 @@ def authors_rule(bbox, img_width, img_height, padding=0.1):
 
 
 def test_centre_box_becomes_padded_square():
-    roi = roi_from_box((100, 100, 50, 20), 640, 480)
+    roi = roi_from_box((100, 100, 50, 20), 640, 480, rule="square")
     # padded 60 x 24 around (125, 110); square of side 60
     assert (roi.x0, roi.y0, roi.x1, roi.y1) == (95, 80, 155, 140)
     assert roi.width == roi.height == 60
@@ -40,15 +40,15 @@ def test_matches_authors_rule_on_many_random_boxes():
         width, height = int(rng.integers(50, 4057)), int(rng.integers(50, 3041))
         w, h = rng.uniform(1, width), rng.uniform(1, height)
         box = (rng.uniform(0, width - w), rng.uniform(0, height - h), w, h)
-        roi = roi_from_box(box, width, height)
+        roi = roi_from_box(box, width, height, rule="square")
         assert (roi.x0, roi.y0, roi.x1, roi.y1) == authors_rule(box, width, height)
 
 
 def test_border_box_is_clipped_to_a_rectangle():
-    roi = roi_from_box((0, 0, 100, 100), 640, 480)
+    roi = roi_from_box((0, 0, 100, 100), 640, 480, rule="square")
     assert (roi.x0, roi.y0) == (0, 0)
     assert roi.width == roi.height == 110  # the square reached past the corner and was cut
-    roi = roi_from_box((600, 100, 40, 300), 640, 480)
+    roi = roi_from_box((600, 100, 40, 300), 640, 480, rule="square")
     assert roi.x1 == 640 and roi.width < roi.height  # stretched rectangle at the right border
 
 
@@ -65,12 +65,12 @@ def test_border_box_is_clipped_to_a_rectangle():
 )
 def test_bad_boxes_give_one_line_errors(box, message):
     with pytest.raises(PicosamError) as err:
-        roi_from_box(box, 640, 480)
+        roi_from_box(box, 640, 480, rule="square")
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_min_size_widens_inside_the_frame():
-    roi = roi_from_box((639.5, 10, 0.2, 0.2), 640, 480, min_size=16)
+    roi = roi_from_box((639.5, 10, 0.2, 0.2), 640, 480, min_size=16, rule="square")
     assert roi.width == 16 and roi.height == 16 and roi.x1 == 640
 
 

@@ -111,7 +111,7 @@ def test_photo_that_breaks_mid_epoch_is_counted_not_raised(tiny):
     instances = load_instances(path, images)
     data = (images / "b.jpg").read_bytes()
     (images / "b.jpg").write_bytes(data[: len(data) // 3])  # header intact, pixels truncated
-    examples = list(iterate_crops(instances, [0, 1, 2], NO_AUGMENTATION))
+    examples = list(iterate_crops(instances, [0, 1, 2], NO_AUGMENTATION, rule="square"))
     assert [e["annotation_id"] for e in examples] == [10]
     assert instances.skipped == {"whose image failed to decode mid-epoch": 2}
 
@@ -161,6 +161,6 @@ def test_a_donor_photo_that_breaks_mid_epoch_is_counted_not_raised(tiny):
     instances = load_instances(path, images)
     data = (images / "b.jpg").read_bytes()
     (images / "b.jpg").write_bytes(data[: len(data) // 3])
-    examples = list(iterate_crops(instances, [0] * 12, Augmentation(copy_paste=1.0)))
+    examples = list(iterate_crops(instances, [0] * 12, Augmentation(copy_paste=1.0), rule="square"))
     assert len(examples) == 12  # every example of a.png, pasted or not
     assert instances.skipped["donor photos that failed to decode mid-epoch"] > 0

@@ -68,7 +68,7 @@ def reference(tmp_path_factory):
     if not TORCH_PYTHON.is_file():
         pytest.skip(f"PyTorch reference venv not found at {TORCH_PYTHON}: `make torch-reference` creates it")
     out = tmp_path_factory.mktemp("torch_reference")
-    np.save(out / "photos.npy", load_crops("held_out").images)
+    np.save(out / "photos.npy", load_crops("held_out", rule="square").images)
     crafted = [write_pt(out / name, content, **options) for name, (content, options) in crafted_files().items()]
     completed = subprocess.run(
         [str(TORCH_PYTHON), str(REFERENCE_SCRIPT), str(out / "photos.npy"), str(out), *map(str, crafted)],
@@ -80,7 +80,7 @@ def reference(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photos():
-    return load_crops("held_out").images
+    return load_crops("held_out", rule="square").images
 
 
 # --------------------------------------------------------------------------- the reader

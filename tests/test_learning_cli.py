@@ -39,7 +39,7 @@ def test_newcomer_walkthrough_on_tiny_slices(tmp_path, monkeypatch):
     again = run("teacher", "cache", "--annotations", "data/proposals.json", "--images", "data/photos", "--out", "data/cache")
     assert "0 computed" in again.output and "2 already done" in again.output
     report = json.loads((tmp_path / "runs/tiny/dev.json").read_text())
-    assert set(report["results"]) == {"picosam-float", "box"} and report["instances"] == 19
+    assert set(report["results"]) == {"float", "box"} and report["instances"] == 19
     assert (tmp_path / "runs/tiny/dev.png").is_file()
     assert read_checkpoint(tmp_path / "runs/tiny/picosam3.weights.h5").provenance.kind == "trained"
 
@@ -68,6 +68,6 @@ def test_builds_use_the_shipped_trained_checkpoint(tmp_path):
 
     assert not set(details["data"][0]["image_ids"]) & read_id_list(COCO_SUBSET_VAL_IDS)
     val = details["validation"]["coco_subset_val_split"]
-    assert val["picosam-float"]["0.00"]["n"] == 314 and val["picosam-float"]["0.00"]["miou"] > 0.5
+    assert val["float"]["0.00"]["n"] == 314 and val["float"]["0.00"]["miou"] > 0.5
     chosen = resolve_checkpoint(None, work_dir=tmp_path)
     assert chosen.weights_path == DEFAULT_CHECKPOINT and not any(tmp_path.iterdir())

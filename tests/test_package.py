@@ -19,14 +19,14 @@ def packer_out(tmp_path):
 
 def test_without_the_packager_it_stops_after_packer_out(tmp_path, packer_out, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    result = package_rpk(packer_out, tmp_path / "build", inference_rate=30)
+    result = package_rpk(packer_out, tmp_path / "build", inference_rate=30, roi_rule="square")
     assert result.status == "skipped" and result.rpk is None
     assert "ships only in Raspberry Pi OS" in result.message and "make package" in result.message
     assert "\n" not in result.message
 
 
 def test_packages_and_embeds_intrinsics(tmp_path, packer_out, fake_packager_env):
-    result = package_rpk(packer_out, tmp_path / "build", inference_rate=12.5)
+    result = package_rpk(packer_out, tmp_path / "build", inference_rate=12.5, roi_rule="square")
     assert result.status == "packaged" and result.rpk == tmp_path / "build" / "network.rpk"
     packaged, vendor = read_rpk(result.rpk), read_rpk(fake_packager_env)
     assert packaged.intrinsics == {"task": "segmentation", "inference_rate": 12.5,
@@ -39,11 +39,11 @@ def test_packages_and_embeds_intrinsics(tmp_path, packer_out, fake_packager_env)
 def test_packager_failure_is_one_line_and_leaves_no_rpk(tmp_path, packer_out, fake_packager_env, monkeypatch):
     monkeypatch.setenv("FAKE_PACKAGER_FAIL", "1")
     with pytest.raises(PicosamError) as err:
-        package_rpk(packer_out, tmp_path / "build", inference_rate=30)
+        package_rpk(packer_out, tmp_path / "build", inference_rate=30, roi_rule="square")
     assert "imx500-package failed" in str(err.value) and "firmware signing error" in str(err.value)
     assert not (tmp_path / "build" / "network.rpk").exists()
 
 
 def test_missing_packer_out(tmp_path):
     with pytest.raises(PicosamError, match="packerOut.zip: packerOut.zip not found"):
-        package_rpk(tmp_path / "packerOut.zip", tmp_path, inference_rate=30)
+        package_rpk(tmp_path / "packerOut.zip", tmp_path, inference_rate=30, roi_rule="square")

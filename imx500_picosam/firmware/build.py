@@ -81,8 +81,8 @@ def build_firmware(options: BuildOptions) -> BuildOutcome:
     seconds["load_checkpoint"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    calib = calibration.load_crops("calibration")
-    held_out = calibration.load_crops("held_out")
+    calib = calibration.load_crops("calibration", rule=ckpt.roi_rule)
+    held_out = calibration.load_crops("held_out", rule=ckpt.roi_rule)
     seconds["calibration_data"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -107,7 +107,7 @@ def build_firmware(options: BuildOptions) -> BuildOutcome:
         shutil.copyfile(conversion.packer_out, tmp)
 
     clock = time.perf_counter()
-    packaging = package.package_rpk(packer_out, out, options.inference_rate)
+    packaging = package.package_rpk(packer_out, out, options.inference_rate, ckpt.roi_rule)
     seconds["package"] = time.perf_counter() - clock
 
     macs = model.count_conv_macs(float_model)
@@ -123,6 +123,7 @@ def build_firmware(options: BuildOptions) -> BuildOutcome:
             "conv_mac_rule": model.MacCount.__doc__.split("Rule:", 1)[1].strip().replace("\n    ", " "),
             "input": "96x96x3 RGB in [0, 1) (sensor scale 1/256, unsigned)",
             "output": "96x96x1 logits",
+            "roi_rule": ckpt.roi_rule,
         },
         "checkpoint": {
             "weights": str(ckpt.weights_path),

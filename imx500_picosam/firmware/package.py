@@ -30,11 +30,50 @@ class PackagingResult:
     intrinsics: Optional[Dict[str, Any]] = None
 
 
-def segmentation_intrinsics(inference_rate: float) -> Dict[str, Any]:
-    """What picamera2 needs to know about a PicoSAM network (square 96x96 input)."""
+# The ROI rules (imx500_picosam.geometry.ROI_RULES, spelled out here: this module runs on the Pi
+# from the flash bundle, which carries no geometry). How the rule travels in an RPK: picamera2
+# keeps a ROI's aspect ratio only when network_intrinsics carries input_aspect_ratio, so a
+# ``square`` model gets 1:1 and a ``warp`` model none (the sensor stretches the box's ROI as it is).
+SQUARE_INTRINSICS = {"width": 1, "height": 1}
+
+
+def segmentation_intrinsics(inference_rate: float, roi_rule: str) -> Dict[str, Any]:
+    """What picamera2 needs to know about a PicoSAM network trained with ``roi_rule``."""
     from firmware_packaging.rpk import build_intrinsics
 
-    return build_intrinsics(task="segmentation", inference_rate=inference_rate, input_aspect_ratio={"width": 1, "height": 1})
+    if roi_rule not in ("square", "warp"):
+        raise PicosamError(f"ROI rule '{roi_rule}' is not one of square, warp")
+    aspect = dict(SQUARE_INTRINSICS) if roi_rule == "square" else None
+    return build_intrinsics(task="segmentation", inference_rate=inference_rate, input_aspect_ratio=aspect)
+
+
+def roi_rule_of_intrinsics(intrinsics: Optional[Dict[str, Any]]) -> str:
+    """The ROI rule a PicoSAM RPK's ``network_intrinsics`` stands for: ``square`` with an
+    input_aspect_ratio of 1:1, ``warp`` without one."""
+    aspect = (intrinsics or {}).get("input_aspect_ratio")
+    if aspect is None:
+        return "warp"
+    if isinstance(aspect, dict) and aspect.get("width") == aspect.get("height"):
+        return "square"
+    raise PicosamError(f"network_intrinsics input_aspect_ratio {aspect}: a PicoSAM network is 1:1 (square) or has none (warp)")
+
+
+def roi_rule_of_report(report_path: Path) -> Optional[str]:
+    """The ROI rule a build report records (``model.roi_rule``); None without a report. A report
+    from before rules existed built a ``square`` model."""
+    import json
+
+    report_path = Path(report_path)
+    if not report_path.is_file():
+        return None
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, ValueError) as err:
+        raise PicosamError(f"{report_path}: not a readable build report ({err.__class__.__name__})") from None
+    rule = (report.get("model") or {}).get("roi_rule", "square") if isinstance(report, dict) else None
+    if rule not in ("square", "warp"):
+        raise PicosamError(f"{report_path}: model.roi_rule is {str(rule)[:20]!r}, not square or warp")
+    return rule
 
 
 def finish_on_pi_hint(packer_out: Path) -> str:
@@ -45,8 +84,9 @@ def finish_on_pi_hint(packer_out: Path) -> str:
     )
 
 
-def package_rpk(packer_out: Path, output_dir: Path, inference_rate: float) -> PackagingResult:
-    """Package ``packer_out`` into ``output_dir/network.rpk`` with intrinsics, atomically."""
+def package_rpk(packer_out: Path, output_dir: Path, inference_rate: float, roi_rule: str) -> PackagingResult:
+    """Package ``packer_out`` into ``output_dir/network.rpk`` with the intrinsics of a model
+    trained with ``roi_rule``, atomically."""
     from firmware_packaging.rpk import read_rpk, write_with_intrinsics
 
     packer_out, output_dir = Path(packer_out), Path(output_dir)
@@ -55,7 +95,7 @@ def package_rpk(packer_out: Path, output_dir: Path, inference_rate: float) -> Pa
     executable = shutil.which(PACKAGER)
     if executable is None:
         return PackagingResult(status="skipped", message=finish_on_pi_hint(packer_out))
-    intrinsics = segmentation_intrinsics(inference_rate)
+    intrinsics = segmentation_intrinsics(inference_rate, roi_rule)
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".package.", dir=output_dir) as work:
         completed = subprocess.run(

@@ -189,7 +189,7 @@ def quantized_as_built(checkpoint, settings: QuantizationSettings = Quantization
     say(f"quantizing {checkpoint.describe()} with MCT as `make rpk` does (TPC {settings.tpc_version}, "
         f"{'GPTQ' if settings.gptq else 'PTQ'}; about 20 s for PTQ) ...")
     float_model = float_model if float_model is not None else load_model(checkpoint)
-    images = load_crops("calibration").images
+    images = load_crops("calibration", rule=checkpoint.roi_rule).images
     started = time.perf_counter()
     model = quantize_model(float_model, images, tpc_version=settings.tpc_version, gptq=settings.gptq,
                            gptq_epochs=settings.gptq_epochs)
@@ -232,7 +232,7 @@ def _cache_facts(checkpoint, settings: QuantizationSettings) -> Dict[str, Any]:
         "method": "gptq" if settings.gptq else "ptq",
         "gptq_epochs": settings.gptq_epochs if settings.gptq else None,
         "versions": quantization_versions(),
-        "calibration": crops_fingerprint("calibration"),
+        "calibration": crops_fingerprint("calibration", rule=checkpoint.roi_rule),
     }
 
 

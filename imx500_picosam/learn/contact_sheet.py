@@ -32,10 +32,11 @@ def pick_instances(instances, count: int, seed: int = 0) -> List:
 
 
 def contact_sheet(instances, predict_crops, out_png: Path, count: int = 24, columns: int = 6, seed: int = 0,
-                  title: str = "") -> List[float]:
+                  title: str = "", *, rule: str) -> List[float]:
     """Draw the sheet to ``out_png`` (atomically); returns the model's crop IoUs, tile by tile.
 
-    ``predict_crops`` maps uint8 (N, 96, 96, 3) crops to (N, 96, 96) logits."""
+    ``predict_crops`` maps uint8 (N, 96, 96, 3) crops to (N, 96, 96) logits; each tile is the
+    crop the model sees under its ROI rule ``rule`` (a ``warp`` tile is the stretched box)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,7 +52,8 @@ def contact_sheet(instances, predict_crops, out_png: Path, count: int = 24, colu
     chosen = pick_instances(instances, count, seed)
     if not chosen:
         raise PicosamError(f"{instances.annotations_path}: no instance to draw")
-    crops = [crop_instance(load_image_rgb(inst.image_path), instances.decode_mask(inst), inst.box_xywh) for inst in chosen]
+    crops = [crop_instance(load_image_rgb(inst.image_path), instances.decode_mask(inst), inst.box_xywh, rule=rule)
+             for inst in chosen]
     logits = np.asarray(predict_crops(np.stack([c.image for c in crops]))).reshape(len(crops), 96, 96)
     rows = -(-len(crops) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows), dpi=110, squeeze=False)

@@ -1,9 +1,12 @@
 """Stage: evaluation. A segmenter + COCO/LVIS-format data -> JSON figures and a plot.
 
-Two protocols, both per instance and both prompted through the shared ROI rule:
+Two protocols, both per instance. Each PicoSAM method is prompted through its checkpoint's
+ROI rule (``square`` or ``warp``, see :mod:`imx500_picosam.geometry`):
 
 - ``crop`` (the paper's): IoU between the predicted and ground-truth masks inside the
-  96x96 ROI crop (ground truth resized nearest, as the authors). "mAP" is the authors'
+  96x96 crop of the paper's **square** ROI, whatever the model's rule (ground truth resized
+  nearest, as the authors; a ``warp`` model's logits are resampled from its own ROI into the
+  square one, background outside its ROI), so figures stay comparable with the paper's. "mAP" is the authors'
   figure, *not* COCO AP: the fraction of instances whose IoU is at least t, averaged over
   t = 0.50, 0.55, ..., 0.95.
 - ``full``: the prediction pasted back into the whole image (bilinear logits, > 0) against
@@ -33,14 +36,18 @@ import numpy as np
 
 from .data import size_bucket
 from ..errors import PicosamError
-from ..geometry import Roi, crop_mask_to_model_input, jitter_box, roi_from_box
+from ..geometry import Roi, check_rule, crop_mask_to_model_input, jitter_box, roi_from_box
 from ..metrics import mask_iou as iou  # evaluate.iou: the loop and its callers use this name
 
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.50, 0.951, 0.05), 2))
 DEFAULT_JITTERS = (0.0, 0.1, 0.3)
-# ``--methods`` names -> the names results are stored under.
-METHOD_NAMES = {"float": "picosam-float", "quantized": "picosam-mct", "tflite": "picosam-tflite-int8",
-                "box": "box", "grabcut": "grabcut", "teacher": "teacher"}
+# ``--methods`` names are the names results are stored under, everywhere (JSON, .jsonl,
+# ``--compare``, ``picosam compare``). Runs written before that stored the PicoSAM ones under
+# these names, which are still read as aliases.
+METHOD_NAMES = {name: name for name in ("float", "quantized", "tflite", "box", "grabcut", "teacher")}
+LEGACY_METHOD_NAMES = {"picosam-float": "float", "picosam-mct": "quantized", "picosam-tflite-int8": "tflite"}
+# The frame of the paper's crop protocol, and of the teacher's logits.
+PAPER_ROI_RULE = "square"
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class Prompt:
     annotation_id: int
     image_id: int
     box_xywh: tuple
-    roi: Roi
+    roi: Roi  # the paper's square ROI: the crop protocol's frame
     size_bucket: str
 
 
@@ -67,25 +74,32 @@ def summarise(ious: Sequence[float]) -> Dict[str, object]:
 
 
 class CropMethod:
-    """A PicoSAM engine (float, MCT-quantized or INT8 TFLite) under the method's name."""
+    """A PicoSAM engine (float, MCT-quantized or INT8 TFLite) under the method's name, fed the
+    crops of its model's ROI rule ``roi_rule``."""
 
     kind = "crop"
 
-    def __init__(self, name: str, engine):
-        self.name, self.engine = name, engine
+    def __init__(self, name: str, engine, roi_rule: str, checkpoint=None):
+        self.name, self.engine, self.roi_rule = name, engine, check_rule(roi_rule)
+        # What the JSON names the model by: the checkpoint's path, sha256 and ROI rule.
+        self.source = None if checkpoint is None else {
+            "checkpoint": str(checkpoint.weights_path), "sha256": checkpoint.weights_sha256, "roi_rule": checkpoint.roi_rule}
 
     def predict_crops(self, crops_uint8: np.ndarray) -> np.ndarray:
         return self.engine.predict_crops(crops_uint8)
 
 
 class TeacherMethod:
+    """A teacher's logits cut in the paper's square ROI (its full-frame answer, then the crop)."""
+
     kind = "crop"
+    roi_rule = PAPER_ROI_RULE
 
     def __init__(self, name: str, teacher):
         self.name, self.teacher = name, teacher
 
     def predict_one(self, image: np.ndarray, prompt: Prompt) -> np.ndarray:
-        return self.teacher.predict(image, prompt.box_xywh).logits
+        return self.teacher.predict(image, prompt.box_xywh, self.roi_rule).logits
 
 
 def _box_pixels(box_xywh, width: int, height: int):
@@ -144,7 +158,7 @@ def make_prompt(inst, jitter: float, seed: int = 0) -> Prompt:
     so a prompt does not depend on the order instances are visited in."""
     rng = np.random.default_rng([seed, inst.annotation_id, int(round(jitter * 1000))])
     box = jitter_box(inst.box_xywh, jitter, rng)
-    roi = roi_from_box(box, inst.image_width, inst.image_height)
+    roi = roi_from_box(box, inst.image_width, inst.image_height, rule=PAPER_ROI_RULE)
     return Prompt(inst.annotation_id, inst.image_id, box, roi, size_bucket(inst.area))
 
 
@@ -164,11 +178,16 @@ def _roi_iou(pred_in_roi: np.ndarray, truth_in_roi: np.ndarray, truth_area: int)
 
 
 def _logit_scores(logits: np.ndarray, roi: Roi, truth_crop: np.ndarray, truth_in_roi: np.ndarray,
-                  truth_area: int) -> Tuple[float, float]:
-    """Crop and full-image IoU of 96x96 logits for ``roi`` (the prediction is ``logit > 0``)."""
+                  truth_area: int, paper_roi: Optional[Roi] = None) -> Tuple[float, float]:
+    """Crop and full-image IoU of 96x96 logits for ``roi`` (the prediction is ``logit > 0``).
+    ``truth_crop`` is the ground truth in ``paper_roi``'s crop (default ``roi``); logits of
+    another ROI are resampled into it first."""
     from ..geometry import logits_to_roi_mask
+    from .data import resample_between_rois
 
-    return iou(logits > 0, truth_crop), _roi_iou(logits_to_roi_mask(logits, roi), truth_in_roi, truth_area)
+    in_paper_frame = logits if paper_roi is None or paper_roi == roi else \
+        resample_between_rois(logits, roi, paper_roi, logits.shape[0])
+    return iou(in_paper_frame > 0, truth_crop), _roi_iou(logits_to_roi_mask(logits, roi), truth_in_roi, truth_area)
 
 
 @dataclass(frozen=True)
@@ -178,11 +197,12 @@ class _Queued:
 
     position: int
     jitter_index: int
-    roi: Roi
+    roi: Roi  # the methods' ROI (their rule's)
     crop: np.ndarray  # (96, 96, 3) uint8
-    truth_crop: np.ndarray  # (96, 96) bool
+    truth_crop: np.ndarray  # (96, 96) bool, in the paper's square ROI
     truth_in_roi: np.ndarray  # (roi.height, roi.width) bool
     truth_area: int
+    paper_roi: Roi
 
 
 def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DEFAULT_JITTERS, seed: int = 0,
@@ -216,20 +236,23 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
     seconds: Dict[str, float] = {m.name: 0.0 for m in methods}
     batched = [m for m in methods if m.kind == "crop" and not hasattr(m, "predict_one")]
     direct = [m for m in methods if m not in batched]
-    queue: List[_Queued] = []
+    # Batched methods share crops by ROI rule: one queue per rule among them.
+    rules = sorted({getattr(m, "roi_rule", PAPER_ROI_RULE) for m in batched})
+    queues: Dict[str, List[_Queued]] = {rule: [] for rule in rules}
 
-    def run_batched() -> None:
+    def run_batched(rule: str) -> None:
+        queue = queues[rule]
         if not queue:
             return
         crops = np.stack([item.crop for item in queue])
-        for method in batched:
+        for method in (m for m in batched if getattr(m, "roi_rule", PAPER_ROI_RULE) == rule):
             started = time.perf_counter()
             logits = np.asarray(method.predict_crops(crops))
             for item, item_logits in zip(queue, logits):
                 record = scores[method.name]
                 (record["crop"][item.position, item.jitter_index],
                  record["full"][item.position, item.jitter_index]) = _logit_scores(
-                    item_logits, item.roi, item.truth_crop, item.truth_in_roi, item.truth_area)
+                    item_logits, item.roi, item.truth_crop, item.truth_in_roi, item.truth_area, item.paper_roi)
             seconds[method.name] += time.perf_counter() - started
         queue.clear()
 
@@ -260,15 +283,19 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
                     seconds[method.name] += time.perf_counter() - started
                     scores[method.name]["crop"][position, j] = crop_score
                     scores[method.name]["full"][position, j] = full_score
-                if batched:
+                for rule in rules:
+                    rule_roi = roi if rule == PAPER_ROI_RULE else \
+                        roi_from_box(prompt.box_xywh, inst.image_width, inst.image_height, rule=rule)
                     # A copy, so the queue does not keep the whole full-resolution mask alive.
-                    queue.append(_Queued(position, j, roi, crop_to_model_input(image, roi), truth_crop,
-                                         truth_in_roi.copy(), truth_area))
-                    if len(queue) >= batch_size:
-                        run_batched()
+                    queues[rule].append(_Queued(position, j, rule_roi, crop_to_model_input(image, rule_roi), truth_crop,
+                                                truth[rule_roi.y0:rule_roi.y1, rule_roi.x0:rule_roi.x1].copy(),
+                                                truth_area, roi))
+                    if len(queues[rule]) >= batch_size:
+                        run_batched(rule)
                 bar.update(1)
             position += 1
-    run_batched()
+    for rule in rules:
+        run_batched(rule)
     bar.close()
 
     buckets = np.array([size_bucket(inst.area) for inst in order])
@@ -283,9 +310,12 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
         "jitters": [float(j) for j in jitters],
         "seed": seed,
         "protocols": {
-            "crop": "IoU inside the 96x96 ROI crop (paper); map = mean over t in 0.50..0.95 of the fraction with IoU >= t",
-            "full": "IoU in the whole image, prediction pasted back into the ROI",
+            "crop": "IoU inside the 96x96 crop of the paper's square ROI, whatever the model's ROI rule (a warp "
+                    "model's logits resampled into it); map = mean over t in 0.50..0.95 of the fraction with IoU >= t",
+            "full": "IoU in the whole image, prediction pasted back from the model's own ROI",
         },
+        "roi_rules": {m.name: getattr(m, "roi_rule", None) for m in methods},
+        "models": {m.name: m.source for m in methods if getattr(m, "source", None) is not None},
         "intervals": f"ci95: 2.5th-97.5th percentile of the mean over {resamples} bootstrap resamples of the instances "
                      f"(seed {seed}); comparisons: mean per-instance difference A - B, paired (the same resampled "
                      "instances for both methods), crop protocol at the top level, full-image under 'full'",
@@ -299,8 +329,9 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
 
 
 def resolve_method_name(given: str, names: Sequence[str]) -> str:
-    """The stored name, among ``names``, of a method given by its ``--methods`` name or its stored name."""
-    for candidate in (given, METHOD_NAMES.get(given)):
+    """The stored name, among ``names``, of a method given by its ``--methods`` name (or an older
+    run's stored name)."""
+    for candidate in (given, METHOD_NAMES.get(given), LEGACY_METHOD_NAMES.get(given)):
         if candidate in names:
             return candidate
     raise PicosamError(f"--compare: '{given}' is not among the evaluated methods ({', '.join(names)})")
@@ -376,7 +407,8 @@ def read_per_instance(path: Path, method: str, jitter: float, protocol: str = "c
             for number, line in enumerate(handle, 1):
                 try:
                     row = json.loads(line)
-                    if row["method"] == method and abs(float(row["jitter"]) - jitter) < 1e-9:
+                    stored = LEGACY_METHOD_NAMES.get(row["method"], row["method"])
+                    if stored == LEGACY_METHOD_NAMES.get(method, method) and abs(float(row["jitter"]) - jitter) < 1e-9:
                         values[int(row["annotation_id"])] = float(row[f"{protocol}_iou"])
                 except (ValueError, KeyError, TypeError):
                     raise PicosamError(f"{path}:{number}: not a per-instance line of picosam evaluate") from None
@@ -387,7 +419,7 @@ def read_per_instance(path: Path, method: str, jitter: float, protocol: str = "c
     return values
 
 
-def compare_runs(path_a: Path, path_b: Path, method: str = "picosam-float", jitter: float = 0.0,
+def compare_runs(path_a: Path, path_b: Path, method: str = "float", jitter: float = 0.0,
                  protocol: str = "crop", seed: int = 0, resamples: int = 2000) -> Dict[str, object]:
     """Paired comparison of two evaluation runs (e.g. two checkpoints) on the same instances:
     mIoU of each, and the difference A − B with its 95 % paired-bootstrap interval. The
@@ -511,7 +543,7 @@ def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher
     ckpt = resolve_checkpoint(checkpoint_path) if any(n in PICOSAM_METHODS for n in names) else None
     for name in names:
         if name in PICOSAM_METHODS:
-            methods.append(CropMethod(METHOD_NAMES[name], load_engine(ckpt, name, num_threads=2)))
+            methods.append(CropMethod(METHOD_NAMES[name], load_engine(ckpt, name, num_threads=2), ckpt.roi_rule, ckpt))
         elif name == "box":
             methods.append(BoxMethod())
         elif name == "grabcut":

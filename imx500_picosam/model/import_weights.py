@@ -270,6 +270,7 @@ def measure_import(architecture: str, weights: Dict[str, List[np.ndarray]], impo
 def import_checkpoint(pt_path: Path, out_dir: Path, arch: str = "auto") -> Checkpoint:
     """Import ``pt_path`` into ``out_dir/<stem>.weights.h5`` + sidecar (provenance ``imported``)."""
     from ..calibration import load_crops
+    from ..geometry import LEGACY_ROI_RULE
     from ..hashing import sha256_of
     from .network import ARCHITECTURES
 
@@ -300,7 +301,7 @@ def import_checkpoint(pt_path: Path, out_dir: Path, arch: str = "auto") -> Check
         raise PicosamError(f"{pt_path}: {err}") from None
 
     model = _model_with(detected, weights, input_normalisation=True)
-    import_error, scale_difference = measure_import(detected, weights, model, load_crops("held_out").images)
+    import_error, scale_difference = measure_import(detected, weights, model, load_crops("held_out", rule=LEGACY_ROI_RULE).images)
 
     stem = pt_path.name[: -len(pt_path.suffix)] if pt_path.suffix else pt_path.name
     out_dir = Path(out_dir)

@@ -9,8 +9,9 @@ See docs/runtime.md.
     from imx500_picosam.model.resolve import resolve_checkpoint
     from imx500_picosam.runtime import EmulatorBackend, Session, open_source
 
-    engine = load_engine(resolve_checkpoint("my.weights.h5"), "tflite")  # MCT's INT8 export, cached
-    backend = EmulatorBackend(open_source("photo.jpg"), engine)
+    checkpoint = resolve_checkpoint("my.weights.h5")
+    engine = load_engine(checkpoint, "tflite")  # MCT's INT8 export, cached
+    backend = EmulatorBackend(open_source("photo.jpg"), engine, roi_rule=checkpoint.roi_rule)
     with Session(backend, boxes=[(140, 40, 170, 170)]) as session:
         step = session.step()
         print(step.result.to_json())

@@ -19,9 +19,10 @@ DEFAULT_DEMO_ENGINE = "tflite"
 
 
 def emulator_backend(source: str, checkpoint: Optional[Path] = None, engine: str = DEFAULT_DEMO_ENGINE,
-                     loop: bool = False, log: Callable[[str], None] = print):
+                     loop: bool = False, log: Callable[[str], None] = print, roi_rule: Optional[str] = None):
     """Frames from ``source`` (image, video or webcam index) and the checkpoint (the front
-    door's rules: default the shipped one) quantized as ``make rpk`` does.
+    door's rules: default the shipped one) quantized as ``make rpk`` does. The ROI rule is the
+    checkpoint's unless ``roi_rule`` overrides it.
 
     Returns ``(backend, run_info, warning)``; ``warning`` is the untrained-model text or None.
     """
@@ -35,17 +36,21 @@ def emulator_backend(source: str, checkpoint: Optional[Path] = None, engine: str
     untrained = is_untrained(ckpt)
     if untrained:
         log(f"!!! {UNTRAINED_WARNING}")
-    backend = EmulatorBackend(frames, load_engine(ckpt, DEMO_ENGINES[engine], log=log))
+    rule = roi_rule or ckpt.roi_rule
+    backend = EmulatorBackend(frames, load_engine(ckpt, DEMO_ENGINES[engine], log=log), roi_rule=rule)
     run_info: Dict[str, object] = {
         "backend": "emulator", "source": source, "engine": engine, "checkpoint": str(ckpt.weights_path),
         "checkpoint_sha256": ckpt.weights_sha256, "provenance": ckpt.provenance.kind, "untrained": untrained,
+        "roi_rule": rule, "roi_rule_source": "override" if roi_rule else "checkpoint",
     }
     return backend, run_info, f"!!! {UNTRAINED_WARNING}" if untrained else None
 
 
-def camera_backend(rpk_path: Path) -> Tuple[object, Dict[str, object], None]:
-    """The Raspberry Pi AI Camera running ``rpk_path`` (checked to be a PicoSAM network)."""
+def camera_backend(rpk_path: Path, roi_rule: Optional[str] = None) -> Tuple[object, Dict[str, object], None]:
+    """The Raspberry Pi AI Camera running ``rpk_path`` (checked to be a PicoSAM network), with the
+    ROI rule its network_intrinsics stand for unless ``roi_rule`` overrides it."""
     from .imx500 import IMX500Backend
 
-    backend = IMX500Backend(rpk_path)
-    return backend, {"backend": "imx500", "rpk": str(rpk_path), "settle_frames": backend.settle_frames}, None
+    backend = IMX500Backend(rpk_path, roi_rule=roi_rule)
+    return backend, {"backend": "imx500", "rpk": str(rpk_path), "settle_frames": backend.settle_frames,
+                     "roi_rule": backend.roi_rule, "roi_rule_source": backend.roi_rule_source}, None

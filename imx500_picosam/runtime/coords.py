@@ -11,7 +11,7 @@ sensor mode and of the main stream::
 
 * display -> sensor (:func:`sensor_roi_for_box`): the box is scaled by ScalerCrop/main
   (floats), then :func:`imx500_picosam.geometry.roi_from_box` -- the one ROI rule of
-  training and evaluation -- pads it, squares it and clamps it to the visible part of the
+  training and evaluation, the model's (``square`` or ``warp``) -- pads it, squares it or not, and clamps it to the visible part of the
   sensor, with a minimum side so the sensor is never asked for a sliver.
 * sensor -> display (:func:`sensor_rect_to_main`): the arithmetic of picamera2's
   ``IMX500.get_roi_scaled`` (libcamera ``Rectangle.scaled_by`` / ``bounded_to`` /
@@ -66,12 +66,12 @@ def box_to_sensor(box_xywh: Sequence[float], geometry: StreamGeometry) -> Tuple[
     return crop_x + x * scale_x, crop_y + y * scale_y, w * scale_x, h * scale_y
 
 
-def sensor_roi_for_box(box_xywh: Sequence[float], geometry: StreamGeometry, min_side: int) -> Roi:
-    """The sensor ROI for a prompt box given in main-stream pixels.
+def sensor_roi_for_box(box_xywh: Sequence[float], geometry: StreamGeometry, min_side: int, rule: str) -> Roi:
+    """The sensor ROI for a prompt box given in main-stream pixels, by the model's ROI ``rule``.
 
     The box must be finite, have an area and overlap the main stream (one-line error
-    otherwise). The ROI rule runs in sensor pixels, where the square has to be square (the
-    sensor stretches whatever it gets to 96x96), inside the visible part of the sensor
+    otherwise). The ROI rule runs in sensor pixels, where a ``square`` ROI has to be square (the
+    sensor stretches whatever it gets to 96x96, which is also what makes ``warp`` work), inside the visible part of the sensor
     (ScalerCrop): at its border the square is cut to a rectangle, which the sensor then
     stretches -- exactly what training saw at image borders.
     """
@@ -79,7 +79,7 @@ def sensor_roi_for_box(box_xywh: Sequence[float], geometry: StreamGeometry, min_
     check_box(box_xywh, main_w, main_h)
     x, y, w, h = box_to_sensor(box_xywh, geometry)
     crop_x, crop_y, crop_w, crop_h = geometry.scaler_crop
-    roi = roi_from_box((x - crop_x, y - crop_y, w, h), crop_w, crop_h, min_size=min_side)
+    roi = roi_from_box((x - crop_x, y - crop_y, w, h), crop_w, crop_h, rule=rule, min_size=min_side)
     return Roi(roi.x0 + crop_x, roi.y0 + crop_y, roi.x1 + crop_x, roi.y1 + crop_y)
 
 

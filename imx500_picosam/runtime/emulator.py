@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import PicosamError
 from ..model.runners import Engine
-from ..geometry import Roi, crop_to_model_input
+from ..geometry import LEGACY_ROI_RULE, Roi, check_rule, crop_to_model_input
 from ..images import load_image_rgb
 from .coords import StreamGeometry
 from .session import Capture
@@ -117,11 +117,15 @@ class EmulatorBackend:
     """
 
     name = "emulator"
-    roi_rule = "exact"
+    roi_knowledge = "exact"
 
-    def __init__(self, source: FrameSource, engine: Engine, roi_latency=0, seed: int = 0):
+    def __init__(self, source: FrameSource, engine: Engine, roi_latency=0, seed: int = 0,
+                 roi_rule: str = LEGACY_ROI_RULE):
+        """``roi_rule`` is the engine's model's ROI rule (:func:`.backends.emulator_backend` passes
+        the checkpoint's); a bare engine is taken to be the authors' ``square``."""
         self.source = source
         self.engine = engine
+        self.roi_rule = check_rule(roi_rule)
         self.is_still = source.kind == "image"
         low, high = roi_latency if isinstance(roi_latency, tuple) else (roi_latency, roi_latency)
         if not 0 <= low <= high:

@@ -32,7 +32,8 @@ from types import SimpleNamespace
 from typing import Optional, Tuple
 
 from ..errors import PicosamError
-from ..geometry import MODEL_INPUT_SIZE, Roi
+from ..firmware.package import roi_rule_of_intrinsics
+from ..geometry import MODEL_INPUT_SIZE, Roi, check_rule
 from .coords import IMX500_SENSOR_SIZE, StreamGeometry
 from .decode import logits_from_outputs
 from .session import Capture
@@ -78,7 +79,7 @@ class IMX500Backend:
 
     name = "imx500"
     is_still = False
-    roi_rule = "settle-frames"  # used only when the frames carry no input tensor
+    roi_knowledge = "settle-frames"  # used only when the frames carry no input tensor
 
     def __init__(
         self,
@@ -89,12 +90,16 @@ class IMX500Backend:
         picamera2=None,
         log=None,
         watchdog: WatchdogSettings = WatchdogSettings(),
+        roi_rule: Optional[str] = None,
     ):
         self.rpk_path = Path(rpk_path)
         self.main_size = tuple(main_size)
         self.settle_frames = settle_frames
         self.frame_rate = frame_rate
         self.rpk_summary = check_picosam_rpk(self.rpk_path)
+        # The model's ROI rule, from the RPK's network_intrinsics unless overridden (roi_rule).
+        self.roi_rule_source = "override" if roi_rule else "rpk"
+        self.roi_rule = check_rule(roi_rule) if roi_rule else roi_rule_of_intrinsics(self.rpk_summary.get("intrinsics"))
         self._api = picamera2 if picamera2 is not None else import_picamera2()
         self._imx500 = None
         self._camera = None

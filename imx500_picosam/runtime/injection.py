@@ -37,7 +37,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import PicosamError
-from ..geometry import MODEL_INPUT_SIZE
+from ..firmware.package import roi_rule_of_intrinsics
+from ..geometry import MODEL_INPUT_SIZE, check_rule
 from .attribution import grey_signature
 from .decode import logits_from_outputs
 from .imx500 import BUFFER_COUNT, DEFAULT_FRAME_RATE, check_picosam_rpk
@@ -95,9 +96,11 @@ class OnCameraMethod:
     name = "picosam-imx500"
 
     def __init__(self, rpk_path: Path, api=None, retries: int = DEFAULT_RETRIES,
-                 log: Callable[[str], None] = lambda line: None):
+                 log: Callable[[str], None] = lambda line: None, roi_rule: Optional[str] = None):
         self.rpk_path = Path(rpk_path)
-        check_picosam_rpk(self.rpk_path)
+        summary = check_picosam_rpk(self.rpk_path)
+        # The crops evaluate injects are cut by the RPK's model's ROI rule (its network_intrinsics).
+        self.roi_rule = check_rule(roi_rule) if roi_rule else roi_rule_of_intrinsics(summary.get("intrinsics"))
         self.retries = retries
         self.retried = 0  # injections repeated after a frame-count mismatch, over the run
         self._log = log

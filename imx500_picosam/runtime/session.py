@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import PicosamError, UserError
 from .attribution import AttributionSettings, RoiAttributor
-from ..geometry import Roi
+from ..geometry import LEGACY_ROI_RULE, Roi
 from .coords import StreamGeometry, full_view_box, sensor_rect_to_main, sensor_roi_for_box
 from .decode import MaskDecoder, mask_area, mask_bounding_box, paste_into
 
@@ -57,7 +57,10 @@ class Capture:
 class Backend(Protocol):
     name: str
     is_still: bool  # True when every frame is the same picture (an image file)
-    roi_rule: str  # how a Capture's ``roi`` is known without an input image ("exact", "settle-frames")
+    roi_knowledge: str  # how a Capture's ``roi`` is known without an input image ("exact", "settle-frames")
+    # The model's ROI rule (geometry.ROI_RULES): how a prompt box becomes the sensor ROI. A backend
+    # that names none runs the authors' ``square`` rule.
+    roi_rule: str
 
     def start(self) -> StreamGeometry: ...
 
@@ -196,7 +199,12 @@ class Session:
 
     def _roi_for(self, box: Box) -> Roi:
         geometry = self.geometry
-        return sensor_roi_for_box(box, geometry, geometry.min_roi_side())
+        return sensor_roi_for_box(box, geometry, geometry.min_roi_side(), self.roi_rule)
+
+    @property
+    def roi_rule(self) -> str:
+        """The ROI rule prompts become sensor ROIs by: the backend's model's."""
+        return getattr(self.backend, "roi_rule", LEGACY_ROI_RULE)
 
     # -- frames ----------------------------------------------------------------------
     def step(self) -> Optional[Step]:
@@ -216,7 +224,7 @@ class Session:
         attribution = self.attributor.attribute(
             capture.index, capture.image, capture.input_image, capture.logits is not None, capture.roi,
             lambda sensor_roi: sensor_rect_to_main(sensor_roi, capture.geometry),
-            getattr(self.backend, "roi_rule", "exact"),
+            getattr(self.backend, "roi_knowledge", "exact"),
         )
         owner = attribution.entry.owner if attribution.entry is not None else None
         if owner is None or owner not in self._prompts:  # dropped, or the prompt was replaced meanwhile
