@@ -8,7 +8,6 @@ install; the others say which extra to install (:mod:`imx500_picosam.extras`).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -58,7 +57,9 @@ BUILD_HELP = "Build folder (packerOut.zip, network.rpk, build_report.json)."
 
 
 def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .toolchain import quiet_tensorflow
+
+    quiet_tensorflow()
 
 
 @click.group(cls=_Group)
@@ -140,17 +141,14 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
     from .geometry import parse_box
     from .images import load_image_rgb
     from .predictor import Predictor
-    from .model.resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
 
     for target in (mask_path, logits_path):
         if target is not None:
             check_target(target)  # before minutes of model loading, not after
     box_xywh = parse_box(box)
     image = load_image_rgb(image_path)
-    ckpt = resolve_checkpoint(checkpoint)
-    if is_untrained(ckpt):
-        click.echo(f"!!! {UNTRAINED_WARNING}", err=True)
-    predictor = Predictor.from_checkpoint(ckpt, quantized=quantized, log=lambda line: click.echo(line, err=True))
+    predictor = Predictor.from_checkpoint(checkpoint, kind="quantized" if quantized else "float",
+                                          log=lambda line: click.echo(line, err=True))
     try:
         result = predictor.segment(image, box_xywh)
     except PicosamError as err:
@@ -159,7 +157,7 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
         Image.fromarray(result.mask.astype(np.uint8) * 255).save(tmp, format="PNG")
     if logits_path is not None:
         with atomic_path(logits_path, suffix=".npy") as tmp:
-            np.save(tmp, result.logits)
+            np.save(tmp, result.crop_logits)
     roi = result.roi
     click.echo(
         f"{mask_path}: {int(result.mask.sum())} of {result.mask.size} pixels in the mask; "
