@@ -45,6 +45,24 @@ def check_target(final: PathLike) -> Path:
     return final
 
 
+def check_output(final: PathLike, suffixes, option: str = "--out") -> Path:
+    """:func:`check_target`, and before any work: ``final`` must end in one of ``suffixes``
+    (a mask PNG is never written into ``mask.txt``) and its folder must exist (a typo in a
+    folder name is refused, not silently created). One-line :class:`PicosamError` naming it."""
+    final = Path(final)
+    if not final.name.lower().endswith(tuple(suffix.lower() for suffix in suffixes)):
+        raise PicosamError(f"{option} {final}: this output must end in {' or '.join(suffixes)}")
+    check_target(final)
+    try:
+        has_folder = final.parent.is_dir()
+    except (OSError, ValueError):
+        has_folder = False
+    if not has_folder:
+        raise PicosamError(f"{option} {final}: folder {final.parent} does not exist; create it first "
+                           f"(mkdir -p {final.parent})")
+    return final
+
+
 def _existing_ancestor(folder: Path) -> Path:
     for candidate in (folder, *folder.parents):
         try:

