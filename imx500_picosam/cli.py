@@ -482,7 +482,7 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
     from .firmware.engines import load_engine
     from .model.resolve import resolve_checkpoint
 
-    check_output(out_png, (".png",), "--out")
+    check_output(out_png, (".png",), "--out", make_folder=click.echo)
     instances = load_instances(annotations, images_dir)
     ckpt = resolve_checkpoint(checkpoint)
     ious = contact_sheet(instances, load_engine(ckpt, "float").predict_crops, out_png,
@@ -525,7 +525,7 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
     jitter_values = jitters
     method_names = [m.strip() for m in methods.split(",") if m.strip()]
     pairs = parse_compare(compare, method_names)  # before the model loads: a typo costs nothing
-    out_path = check_output(out_path, (".json",), "--out")
+    out_path = check_output(out_path, (".json",), "--out", make_folder=click.echo)
     per_instance_path = out_path.with_suffix(".jsonl")
     plot_path = out_path.with_suffix(".png")
     if len({out_path, per_instance_path, plot_path}) < 3 or Path(annotations) in (out_path, per_instance_path, plot_path):

@@ -53,8 +53,17 @@ def test_segment_refuses_an_unknown_extension(tmp_path, option, name, allowed):
 def test_evaluate_and_contact_sheet_check_their_out_before_loading(tmp_path):
     result = run("evaluate", "--annotations", "a.json", "--images", ".", "--methods", "box", "--out", tmp_path / "r.txt")
     one_line_error(result, "must end in .json")
-    result = run("contact-sheet", "--annotations", "a.json", "--images", ".", "--out", tmp_path / "x" / "s.png")
-    one_line_error(result, "does not exist")
+    result = run("contact-sheet", "--annotations", "a.json", "--images", ".", "--out", tmp_path / "x" / "s.txt")
+    one_line_error(result, "must end in .png")
+    assert not (tmp_path / "x").exists()
+
+
+def test_evaluate_makes_its_run_folder_and_says_so(tmp_path):
+    out = tmp_path / "runs" / "mine" / "dev.json"
+    result = run("evaluate", "--annotations", tmp_path / "missing.json", "--images", ".", "--methods", "box",
+                 "--out", out)
+    assert f"made folder {out.parent} for --out dev.json" in result.output
+    assert out.parent.is_dir()
 
 
 @pytest.mark.parametrize("jitter", ["5", "0,0.5", "-0.1", "abc", ","])
