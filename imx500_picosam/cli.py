@@ -88,18 +88,25 @@ def main() -> None:
 @click.option("--build", "output_dir", cls=_Option, old=("--out",), type=click.Path(path_type=Path),
               default=Path("build"), show_default=True, help=BUILD_HELP)
 @click.option("--gptq", is_flag=True, help="Use MCT's gradient-based PTQ (GPTQ) instead of plain PTQ.")
-@click.option("--gptq-epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--gptq-epochs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="With --gptq: epochs of GPTQ's weight optimisation.")
 @click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
               help="Frames per second written into the RPK's network_intrinsics.")
 @click.option("--tpc-version", default=None, help="edge-mdt-tpc version (default: the one matching the converter).")
-def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs: int, inference_rate: float, tpc_version: Optional[str]) -> None:
-    """Quantize, convert and (on a Pi) package the firmware: what `make rpk` runs."""
+@click.option("--quiet", is_flag=True, help="Only the summary: no stage lines, no converter output (for CI logs).")
+def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs: int, inference_rate: float,
+          tpc_version: Optional[str], quiet: bool) -> None:
+    """Quantize, convert and (on a Pi) package the firmware: what `make rpk` runs.
+
+    Each stage is printed (on stderr) as it starts and ends, with its time, and the
+    converter's own output as it runs; --quiet leaves only the summary."""
     _quiet_tensorflow()
     from .firmware.build import BuildOptions, build_firmware, summary_lines
 
     outcome = build_firmware(
         BuildOptions(checkpoint=checkpoint, output_dir=output_dir, gptq=gptq, gptq_epochs=gptq_epochs,
-                     inference_rate=inference_rate, tpc_version=tpc_version)
+                     inference_rate=inference_rate, tpc_version=tpc_version),
+        progress=None if quiet else (lambda line: click.echo(line, err=True)),
     )
     for line in summary_lines(outcome.report):
         click.echo(line, err=line.startswith("!!!"))
