@@ -51,10 +51,9 @@ def check_output(final: PathLike, suffixes, option: str = "--out", make_folder=N
     is refused (a typo in a folder name is not silently created) unless ``make_folder`` is
     given, a function that is told the line saying it was made (an evaluation run's folder).
     One-line :class:`PicosamError` naming it."""
-    final = Path(final)
+    final = check_target(final)  # an existing folder is named as such first
     if not final.name.lower().endswith(tuple(suffix.lower() for suffix in suffixes)):
         raise PicosamError(f"{option} {final}: this output must end in {' or '.join(suffixes)}")
-    check_target(final)
     try:
         has_folder = final.parent.is_dir()
     except (OSError, ValueError):
