@@ -16,6 +16,23 @@ from .rpk import TASKS, build_intrinsics, load_intrinsics_json, read_rpk, summar
 DEFAULT_OUTPUT_SUFFIX = ".intrinsics.rpk"
 
 
+class AliasOption(click.Option):
+    """An option with old spellings (``old=("--arch",)``): still accepted, not shown in --help.
+    (Here, at the bottom, so the RPK tools and ``picosam`` share it.)"""
+
+    def __init__(self, param_decls, old=(), **kwargs):
+        super().__init__(tuple(param_decls) + tuple(old), **kwargs)
+        self._old = set(old)
+
+    def get_help_record(self, ctx):
+        every = self.opts
+        self.opts = [name for name in every if name not in self._old]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = every
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Show an RpkError as click's one-line error with exit code 1, never a traceback."""
@@ -54,7 +71,8 @@ def json_safe(value: object) -> object:
 
 @rpk_group.command("set-intrinsics")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--json", "json_file", type=click.Path(path_type=Path), help="Intrinsics JSON file to embed.")
+@click.option("--intrinsics", "json_file", cls=AliasOption, old=("--json",), type=click.Path(path_type=Path),
+              help="Intrinsics JSON file to embed.")
 @click.option("--task", type=click.Choice(TASKS), help="Network task.")
 @click.option("--inference-rate", type=click.FloatRange(min=0), help="Inferences per second.")
 @click.option("--input-aspect-ratio", metavar="W:H", help="Aspect ratio of the input, e.g. 1:1.")
@@ -70,15 +88,15 @@ def set_intrinsics_command(
 ) -> None:
     """Write a copy of FILE whose network_intrinsics is replaced; FILE itself is never changed.
 
-    Give either --json F, or --task and --inference-rate (and optionally
+    Give either --intrinsics F, or --task and --inference-rate (and optionally
     --input-aspect-ratio).
     """
     field_options = {"--task": task, "--inference-rate": inference_rate, "--input-aspect-ratio": input_aspect_ratio}
     given_fields = [name for name, value in field_options.items() if value is not None]
     if json_file is not None and given_fields:
-        raise click.UsageError(f"give either --json or {', '.join(given_fields)}, not both")
+        raise click.UsageError(f"give either --intrinsics or {', '.join(given_fields)}, not both")
     if json_file is None and (task is None or inference_rate is None):
-        raise click.UsageError("give --json F, or both --task and --inference-rate")
+        raise click.UsageError("give --intrinsics F, or both --task and --inference-rate")
     out = out or file.with_name(file.stem + DEFAULT_OUTPUT_SUFFIX)
     with _user_errors():
         if json_file is not None:

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import RpkError
-from .files import new_file_mode
+from .files import FILE_KINDS, file_kind, new_file_mode
 
 from .cpio import MAGIC as CPIO_MAGIC
 from .cpio import CpioArchive, CpioEntry, CpioFormatError, read_cpio
@@ -176,6 +176,12 @@ def _read_blocks(path: Path, data: bytes) -> list[FirmwareBlock]:
     if not data:
         raise _error(path, "empty file")
     if not data.startswith(BLOCK_MAGIC):
+        kind = file_kind(path)
+        if kind == "packerOut":
+            raise _error(path, f"is {FILE_KINDS[kind]}, not an RPK: package it first with "
+                               f"`picosam package --packer-out {path}` (imx500-package, on Raspberry Pi OS)")
+        if kind is not None and kind != "text":
+            raise _error(path, f"is {FILE_KINDS[kind]}, not an IMX500 network package (.rpk)")
         raise _error(path, f"not an IMX500 network package: starts with {data[:8]!r}, not block magic '9464'")
     blocks: list[FirmwareBlock] = []
     offset = 0

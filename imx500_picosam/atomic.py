@@ -45,6 +45,31 @@ def check_target(final: PathLike) -> Path:
     return final
 
 
+def check_output(final: PathLike, suffixes, option: str = "--out", make_folder=None) -> Path:
+    """:func:`check_target`, and before any work: ``final`` must end in one of ``suffixes``
+    (a mask PNG is never written into ``mask.txt``) and its folder must exist: a missing one
+    is refused (a typo in a folder name is not silently created) unless ``make_folder`` is
+    given, a function that is told the line saying it was made (an evaluation run's folder).
+    One-line :class:`PicosamError` naming it."""
+    final = check_target(final)  # an existing folder is named as such first
+    if not final.name.lower().endswith(tuple(suffix.lower() for suffix in suffixes)):
+        raise PicosamError(f"{option} {final}: this output must end in {' or '.join(suffixes)}")
+    try:
+        has_folder = final.parent.is_dir()
+    except (OSError, ValueError):
+        has_folder = False
+    if not has_folder and make_folder is not None:
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _cannot_write(final, err) from None
+        make_folder(f"made folder {final.parent} for {option} {final.name}")
+    elif not has_folder:
+        raise PicosamError(f"{option} {final}: folder {final.parent} does not exist; create it first "
+                           f"(mkdir -p {final.parent})")
+    return final
+
+
 def _existing_ancestor(folder: Path) -> Path:
     for candidate in (folder, *folder.parents):
         try:

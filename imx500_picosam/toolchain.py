@@ -53,3 +53,12 @@ def user_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "imx500-picosam"
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up lines (CUDA probes, oneDNN notes) before it is imported.
+
+    The ``picosam`` commands and the Python API (:mod:`imx500_picosam.predictor`) call it;
+    a value the user set in ``TF_CPP_MIN_LOG_LEVEL`` is kept.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -1,4 +1,5 @@
 import json
+import re
 import stat
 import textwrap
 
@@ -158,3 +159,35 @@ def test_a_network_that_does_not_fit_is_refused(tmp_path, monkeypatch):
     assert "does not fit in the IMX500: needs 9.00 MB of 8.00 MB" in str(err.value)
     assert (tmp_path / "big_MemoryReport.json").is_file()
     assert not (tmp_path / "converter").exists()
+
+
+def test_the_converters_own_output_is_streamed_line_by_line(tmp_path, monkeypatch):
+    """`picosam build` shows imxconv-tf's progress as it runs; the log still keeps all of it."""
+    fake = tmp_path / "imxconv-tf"
+    fake.write_text("#!/bin/sh\necho 'Reading model'\necho ''\necho 'Compiling 50%'\necho 'ERROR : boom' >&2\nexit 3\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(convert, "find_converter", lambda: str(fake))
+    monkeypatch.setattr(convert, "require_java", lambda: 17)
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"")
+    heard = []
+    with pytest.raises(PicosamError, match=r"failed on m.keras \(exit 3\): boom"):
+        convert.convert(model, tmp_path / "converter", on_line=heard.append)
+    assert heard == ["Reading model", "Compiling 50%", "ERROR : boom"]
+    assert "Compiling 50%" in (tmp_path / "imxconv-tf.log").read_text()
+
+
+def test_build_stages_are_announced_as_they_start_and_end():
+    from imx500_picosam.firmware.build import STAGES, _Stages
+
+    heard = []
+    stage = _Stages(heard.append)
+    with stage("quantize"):
+        heard.append("inside")
+    with pytest.raises(ValueError):
+        with stage("convert"):
+            raise ValueError
+    assert heard[0] == "[3/6] quantize with MCT ..." and heard[1] == "inside"
+    assert re.fullmatch(r"\[3/6\] quantize with MCT: done in \d+\.\d s", heard[2])
+    assert heard[3] == "[5/6] convert with imxconv-tf ..." and len(heard) == 4  # a failed stage is not "done"
+    assert set(stage.seconds) == {"quantize"} and [key for key, _ in STAGES][-1] == "package"

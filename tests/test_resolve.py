@@ -55,7 +55,7 @@ def test_other_files_are_one_line_errors(tmp_path):
     with pytest.raises(PicosamError, match="nothing.bin: checkpoint not found"):
         resolve_checkpoint(tmp_path / "nothing.bin")
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(PicosamError, match="notes.txt: not a checkpoint"):
+    with pytest.raises(PicosamError, match="notes.txt: is a text file, not a checkpoint"):
         resolve_checkpoint(tmp_path / "notes.txt")
 
 

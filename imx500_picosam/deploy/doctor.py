@@ -269,7 +269,7 @@ def check_toolchain(system: System) -> Check:
 def check_disk(system: System) -> Check:
     free_gb = system.free_disk_bytes(system.work_dir) / 1e9
     return Check("disk", free_gb >= MIN_FREE_DISK_GB, f"{free_gb:.1f} GB free in {system.work_dir.resolve()} "
-                 f"(needs {MIN_FREE_DISK_GB:.0f})", "free some space or build elsewhere (--out)")
+                 f"(needs {MIN_FREE_DISK_GB:.0f})", "free some space or build elsewhere (--build DIR)")
 
 
 def build_checks(system: System) -> List[Check]:

@@ -6,13 +6,14 @@ module only sequences them, times them and writes ``build/build_report.json``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -61,54 +62,83 @@ def _tensor_dicts(tensors) -> List[Dict[str, Any]]:
     return [asdict(t) for t in tensors]
 
 
-def build_firmware(options: BuildOptions) -> BuildOutcome:
+# (key in the report's stage_seconds, what the progress line says), in the order they run.
+STAGES = (
+    ("load_checkpoint", "load the checkpoint"),
+    ("calibration_data", "cut the calibration crops"),
+    ("quantize", "quantize with MCT"),
+    ("agreement", "compare float and quantized masks"),
+    ("convert", "convert with imxconv-tf"),
+    ("package", "package with imx500-package"),
+)
+
+
+class _Stages:
+    """Times each stage into ``seconds`` and tells ``progress`` when it starts and ends."""
+
+    def __init__(self, progress: Optional[Callable[[str], None]]):
+        self.progress = progress or (lambda line: None)
+        self.seconds: Dict[str, float] = {}
+        self._titles = dict(STAGES)
+        self._number = {key: k + 1 for k, (key, _) in enumerate(STAGES)}
+
+    @contextlib.contextmanager
+    def __call__(self, key: str) -> Iterator[None]:
+        tag = f"[{self._number[key]}/{len(STAGES)}] {self._titles[key]}"
+        self.progress(f"{tag} ...")
+        clock = time.perf_counter()
+        yield
+        self.seconds[key] = time.perf_counter() - clock
+        self.progress(f"{tag}: done in {self.seconds[key]:.1f} s")
+
+
+def build_firmware(options: BuildOptions, progress: Optional[Callable[[str], None]] = None) -> BuildOutcome:
+    """Run ``make rpk``'s stages; ``progress`` (one line at a time) hears each stage start
+    and end, with its time, and the converter's own output while it runs."""
     from .. import calibration, toolchain
     from ..model import checkpoint, network as model
     from . import convert, package, quantize
 
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    seconds: Dict[str, float] = {}
-    clock = time.perf_counter()
+    stage = _Stages(progress)
+    seconds = stage.seconds
 
-    # An imported .pt or the fallback initialisation stays inside the build folder.
-    ckpt = resolve_checkpoint(options.checkpoint, work_dir=out / "checkpoint")
-    float_model = checkpoint.load_model(ckpt)
-    warnings = [UNTRAINED_WARNING] if is_untrained(ckpt) else []
-    unsupported = model.unsupported_layers(float_model)
-    if unsupported:
-        raise PicosamError(f"{ckpt.weights_path}: layers the IMX500 converter refuses: {unsupported}")
-    seconds["load_checkpoint"] = time.perf_counter() - clock
+    with stage("load_checkpoint"):
+        # An imported .pt or the fallback initialisation stays inside the build folder.
+        ckpt = resolve_checkpoint(options.checkpoint, work_dir=out / "checkpoint")
+        float_model = checkpoint.load_model(ckpt)
+        warnings = [UNTRAINED_WARNING] if is_untrained(ckpt) else []
+        unsupported = model.unsupported_layers(float_model)
+        if unsupported:
+            raise PicosamError(f"{ckpt.weights_path}: layers the IMX500 converter refuses: {unsupported}")
 
-    clock = time.perf_counter()
-    calib = calibration.load_crops("calibration", rule=ckpt.roi_rule)
-    held_out = calibration.load_crops("held_out", rule=ckpt.roi_rule)
-    seconds["calibration_data"] = time.perf_counter() - clock
+    with stage("calibration_data"):
+        calib = calibration.load_crops("calibration", rule=ckpt.roi_rule)
+        held_out = calibration.load_crops("held_out", rule=ckpt.roi_rule)
 
-    clock = time.perf_counter()
-    settings = quantize.QuantizationSettings(options.tpc_version, options.gptq, options.gptq_epochs)
-    quantized = quantize.quantized_as_built(ckpt, settings, float_model=float_model)
-    quantized_model = quantized.model
-    # The build folder keeps its own copy of what the converter reads.
-    quantized_path = out / "quantized" / f"{ckpt.architecture}.keras"
-    with atomic_path(quantized_path, suffix=".keras") as tmp:
-        shutil.copyfile(quantized.result.model_path, tmp)
-    quant = replace(quantized.result, model_path=quantized_path)
-    seconds["quantize"] = time.perf_counter() - clock
+    with stage("quantize"):
+        settings = quantize.QuantizationSettings(options.tpc_version, options.gptq, options.gptq_epochs)
+        quantized = quantize.quantized_as_built(ckpt, settings, float_model=float_model, log=progress)
+        quantized_model = quantized.model
+        # The build folder keeps its own copy of what the converter reads.
+        quantized_path = out / "quantized" / f"{ckpt.architecture}.keras"
+        with atomic_path(quantized_path, suffix=".keras") as tmp:
+            shutil.copyfile(quantized.result.model_path, tmp)
+        quant = replace(quantized.result, model_path=quantized_path)
 
-    clock = time.perf_counter()
-    agreement = mask_agreement(float_model, quantized_model, held_out.images)
-    seconds["agreement"] = time.perf_counter() - clock
+    with stage("agreement"):
+        agreement = mask_agreement(float_model, quantized_model, held_out.images)
 
-    conversion = convert.convert(quant.model_path, out / "converter")
-    seconds["convert"] = conversion.seconds
-    packer_out = out / "packerOut.zip"
-    with atomic_path(packer_out, suffix=".zip") as tmp:
-        shutil.copyfile(conversion.packer_out, tmp)
+    converter_line = (lambda line: progress(f"    {convert.CONVERTER}: {line}")) if progress else None
+    with stage("convert"):
+        conversion = convert.convert(quant.model_path, out / "converter", on_line=converter_line)
+        packer_out = out / "packerOut.zip"
+        with atomic_path(packer_out, suffix=".zip") as tmp:
+            shutil.copyfile(conversion.packer_out, tmp)
 
-    clock = time.perf_counter()
-    packaging = package.package_rpk(packer_out, out, options.inference_rate, ckpt.roi_rule)
-    seconds["package"] = time.perf_counter() - clock
+    with stage("package"):
+        packaging = package.package_rpk(packer_out, out, options.inference_rate, ckpt.roi_rule)
 
     macs = model.count_conv_macs(float_model)
     report = {

@@ -17,7 +17,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..atomic import atomic_directory, atomic_path
 from ..errors import PicosamError
@@ -163,8 +163,23 @@ def _failure_line(log: str) -> str:
     return tail[-1].strip() if tail else "no output"
 
 
-def convert(keras_model: Path, output_dir: Path) -> ConversionResult:
-    """Run imxconv-tf on ``keras_model``; outputs land in ``output_dir`` only on success."""
+def _run_streaming(command: List[str], on_line: Optional[Callable[[str], None]]) -> Tuple[int, str]:
+    """Run ``command``, handing each line it prints to ``on_line`` as it comes; (exit code, output)."""
+    if on_line is None:
+        completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return completed.returncode, completed.stdout
+    lines = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
+        for line in process.stdout:
+            lines.append(line)
+            if line.strip():
+                on_line(line.rstrip())
+    return process.returncode, "".join(lines)
+
+
+def convert(keras_model: Path, output_dir: Path, on_line: Optional[Callable[[str], None]] = None) -> ConversionResult:
+    """Run imxconv-tf on ``keras_model``; outputs land in ``output_dir`` only on success.
+    ``on_line`` is handed the converter's own output line by line while it runs."""
     keras_model, output_dir = Path(keras_model), Path(output_dir)
     require_java()
     executable = find_converter()
@@ -174,13 +189,13 @@ def convert(keras_model: Path, output_dir: Path) -> ConversionResult:
     started = time.perf_counter()
     with atomic_directory(output_dir) as work:
         command = [executable, "-i", str(keras_model), "-o", str(work), "--overwrite-output", "--report-size-unit", "B"]
-        completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        returncode, output = _run_streaming(command, on_line)
         with atomic_path(log_path) as tmp_log:
-            tmp_log.write_text(completed.stdout)
-        if completed.returncode != 0:
+            tmp_log.write_text(output)
+        if returncode != 0:
             raise PicosamError(
-                f"{CONVERTER} failed on {keras_model.name} (exit {completed.returncode}): "
-                f"{_failure_line(completed.stdout)} (log: {log_path})"
+                f"{CONVERTER} failed on {keras_model.name} (exit {returncode}): "
+                f"{_failure_line(output)} (log: {log_path})"
             )
         reports = sorted(work.glob("*_MemoryReport.json"))
         packer = work / "packerOut.zip"

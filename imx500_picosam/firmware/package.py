@@ -84,6 +84,17 @@ def finish_on_pi_hint(packer_out: Path) -> str:
     )
 
 
+def check_packer_out(packer_out: Path) -> Path:
+    """``packer_out`` if it is a packerOut.zip (a zip holding the converter's dnnParams.xml);
+    otherwise a one-line error saying what it is instead."""
+    from firmware_packaging.files import describe_file, file_kind
+
+    if file_kind(packer_out) != "packerOut":
+        raise PicosamError(f"{packer_out}: is {describe_file(packer_out)}, not a packerOut.zip "
+                           "(the converter's output, e.g. build/packerOut.zip from `picosam build`)")
+    return packer_out
+
+
 def package_rpk(packer_out: Path, output_dir: Path, inference_rate: float, roi_rule: str) -> PackagingResult:
     """Package ``packer_out`` into ``output_dir/network.rpk`` with the intrinsics of a model
     trained with ``roi_rule``, atomically."""
@@ -92,6 +103,7 @@ def package_rpk(packer_out: Path, output_dir: Path, inference_rate: float, roi_r
     packer_out, output_dir = Path(packer_out), Path(output_dir)
     if not packer_out.is_file():
         raise PicosamError(f"{packer_out}: packerOut.zip not found")
+    check_packer_out(packer_out)
     executable = shutil.which(PACKAGER)
     if executable is None:
         return PackagingResult(status="skipped", message=finish_on_pi_hint(packer_out))

@@ -69,9 +69,11 @@ def resolve_checkpoint(path: Optional[Path] = None, work_dir: Optional[Path] = N
         return read_checkpoint(path)
     if not path.exists():
         raise PicosamError(f"{path}: checkpoint not found")
+    from firmware_packaging.files import describe_file
+
     raise PicosamError(
-        f"{path}: not a checkpoint (expected NAME{WEIGHTS_SUFFIX} with its NAME.json, a folder holding one, "
-        "or the authors' PyTorch .pt)"
+        f"{path}: is {describe_file(path)}, not a checkpoint (expected NAME{WEIGHTS_SUFFIX} with its NAME.json, "
+        "a folder holding one, or the authors' PyTorch .pt)"
     )
 
 
