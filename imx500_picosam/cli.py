@@ -190,6 +190,10 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
               help="Prompt box in main-stream pixels; repeat it to segment several objects in turn "
                    "(default: the whole frame).")
 @click.option("--follow", is_flag=True, help="Re-centre each prompt on its previous mask's bounding box (tracking).")
+@click.option("--roi-latency", default=None, metavar="N|LOW,HIGH",
+              help="With --emulate: the sensor's lag in taking a new ROI, in frames (LOW,HIGH: drawn per change; "
+                   "default 0).")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --roi-latency LOW,HIGH: the draw's seed.")
 @click.option("--headless", is_flag=True, help="No window: write a mask PNG and a JSON line per frame to --out.")
 @click.option("--frames", type=click.IntRange(min=1), default=None,
               help="Stop after N frames (headless default: a video to its end, one frame per prompt for an image).")
@@ -199,8 +203,8 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
               help="Override the model's ROI rule (default: the checkpoint's, or on the camera the RPK's "
                    "network_intrinsics: input_aspect_ratio 1:1 is square, none is warp). run.json records it.")
 def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpoint: Optional[Path], engine: str,
-         boxes: tuple, follow: bool, headless: bool, frames: Optional[int], out_dir: Optional[Path],
-         roi_rule: Optional[str]) -> None:
+         boxes: tuple, follow: bool, roi_latency: Optional[str], seed: int, headless: bool, frames: Optional[int],
+         out_dir: Optional[Path], roi_rule: Optional[str]) -> None:
     """Segment what the camera sees: drag a box to prompt, r resets, q quits (or --headless)."""
     _quiet_tensorflow()
     from .geometry import parse_box
@@ -211,13 +215,17 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
         raise PicosamError("--emulate needs --source IMAGE|VIDEO|0 (an image, a video file or a webcam index)")
     if rpk_path is not None and (source is not None or checkpoint is not None):
         raise PicosamError("--source and --checkpoint go with --emulate; on the camera the network is the one in the RPK")
+    if rpk_path is not None and roi_latency is not None:
+        raise PicosamError("--roi-latency goes with --emulate; the camera has its own lag (measured in run.json)")
     if headless and out_dir is None:
         raise PicosamError("--headless needs --out DIR for the masks and JSON lines")
     if not headless and out_dir is not None:
         raise PicosamError("--out goes with --headless (the window writes nothing)")
     prompt_boxes = [parse_box(text) for text in boxes]
 
-    from .runtime.backends import camera_backend, emulator_backend
+    from .runtime.backends import camera_backend, emulator_backend, parse_roi_latency
+
+    latency = parse_roi_latency(roi_latency) if roi_latency is not None else 0
     from .runtime.demo import require_window, run_headless, run_interactive
     from .runtime.session import Session
 
@@ -225,7 +233,8 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
         require_window()  # before minutes of loading, not after
     if emulate:
         backend, run_info, warning = emulator_backend(source, checkpoint, engine, loop=not headless,
-                                                      log=lambda line: click.echo(line, err=True), roi_rule=roi_rule)
+                                                      log=lambda line: click.echo(line, err=True),
+                                                      roi_latency=latency, seed=seed, roi_rule=roi_rule)
     else:
         backend, run_info, warning = camera_backend(rpk_path, roi_rule=roi_rule)
 

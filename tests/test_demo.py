@@ -33,7 +33,7 @@ def test_headless_demo_on_a_photo_writes_masks_and_json_lines(tmp_path, quantize
     assert [(line["frame"], line["prompt_id"]) for line in lines] == [(0, 0), (1, 1), (2, 0)]
     first = lines[0]
     assert set(first) == {"frame", "prompt_id", "prompt", "roi_sensor", "roi_frame", "mask_area",
-                          "host_latency_ms", "dnn_runtime_ms", "dsp_runtime_ms", "attribution", "mask"}
+                          "host_latency_ms", "dnn_runtime_ms", "dsp_runtime_ms", "attribution", "track", "mask"}
     assert first["attribution"] == "reported"  # the emulator without latency knows its ROI
     assert first["prompt"] == [140, 40, 170, 170] and first["roi_frame"] == [123, 23, 204, 204]
     assert first["host_latency_ms"] > 0 and first["dnn_runtime_ms"] > 0
@@ -61,6 +61,24 @@ def test_headless_demo_on_a_video_follows_to_its_end(tmp_path, quantized_picosam
     assert [line["frame"] for line in lines] == list(range(12))  # every frame, then the video ended
     assert all(line["prompt_id"] == 0 and line["mask"] for line in lines)
     assert json.loads((out / "run.json").read_text())["follow"] is True
+
+
+def test_roi_latency_is_emulated_and_recorded(tmp_path, quantized_picosam3, panning_video):
+    out = tmp_path / "lag"
+    result = run("--emulate", "--source", panning_video, "--checkpoint", quantized_picosam3.checkpoint.weights_path,
+                 "--headless", "--box", "210,160,80,80", "--follow", "--roi-latency", "1,3", "--seed", 4, "--out", out)
+    assert result.exit_code == 0, result.output + result.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert info["roi_latency"] == [1, 3] and info["seed"] == 4
+    assert info["kpis"]["attribution"]["mode"] == "input-tensor"  # the session had to find the ROI itself
+    assert [track["prompt_id"] for track in info["kpis"]["tracks"]] == [0]
+    assert {line["attribution"] for line in read_lines(out)} <= {"matched", "grouped", "ambiguous", "unmatched"}
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "3,1", "1,2,3", "1,"])
+def test_a_bad_roi_latency_is_one_line(value):
+    result = run("--emulate", "--source", PHOTO, "--headless", "--out", "o", "--roi-latency", value)
+    assert result.exit_code != 0 and "--roi-latency" in result.output and "Traceback" not in result.output
 
 
 def test_a_photo_without_frames_gives_one_frame_per_prompt(tmp_path, quantized_picosam3):

@@ -37,8 +37,10 @@ def healthy_pi(root, config_line=INJECTION_OVERLAY):
     return root
 
 
-def commands(listing=LIBCAMERA_LISTING, java='openjdk version "17.0.15" 2025-04-15\n'):
+def commands(listing=LIBCAMERA_LISTING, java='openjdk version "17.0.15" 2025-04-15\n', picamera2_import=(0, "")):
     def run(command):
+        if command[0] == sys.executable and command[1:] == ["-c", "import picamera2"]:
+            return picamera2_import
         if command[0] == "rpicam-hello":
             return (0, listing) if listing is not None else (127, "not found")
         if command[0] == "libcamera-hello":
@@ -57,7 +59,8 @@ def versions(**overrides):
 
 def system(root, **fields):
     defaults = dict(root=root, run=commands(), version_of=versions(),
-                    requirements=lambda: ["model-compression-toolkit==2.5.1", "numpy<2", 'picamera2; extra == "pi"'],
+                    requirements=lambda: ["click>=8", 'model-compression-toolkit==2.5.1; extra == "build"',
+                                          'numpy<2; extra == "build"', 'picamera2; extra == "pi"'],
                     python_version=(3, 11, 7), free_disk_bytes=lambda path: 40 * 10**9, work_dir=root)
     defaults.update(fields)
     return System(**defaults)
@@ -121,6 +124,42 @@ def test_build_machine_checks(tmp_path):
     assert bad["java 17"].detail == "java 21" and "openjdk-17" in bad["java 17"].fix
     no_java = by_name(run_checks(system(tmp_path, run=commands(java=None)), "build"))
     assert no_java["java 17"].detail == "java is not installed"
+
+
+SIMPLEJPEG_CLASH = """Traceback (most recent call last):
+  File "<string>", line 1, in <module>
+  File "simplejpeg/__init__.py", line 1, in init simplejpeg._jpeg
+ValueError: numpy.dtype size changed, may indicate binary incompatibility. Expected 96 from C header, got 88 from PyObject
+"""
+
+
+def test_picamera2_is_imported_for_real_and_an_abi_clash_is_named(tmp_path):
+    root = healthy_pi(tmp_path)
+    clash = by_name(run_checks(system(root, run=commands(picamera2_import=(1, SIMPLEJPEG_CLASH)),
+                                      version_of=versions(numpy="2.2.6")), "pi"))["picamera2"]
+    line = clash.line()
+    assert clash.ok is False and "numpy 2.2.6" in line and "numpy.dtype size changed" in line
+    assert "pip uninstall -y numpy" in line and "\n" not in line
+    other = by_name(run_checks(system(root, run=commands(picamera2_import=(1, "ImportError: libcamera"))),
+                               "pi"))["picamera2"]
+    assert other.ok is False and "ImportError: libcamera" in other.detail
+    missing = by_name(run_checks(system(root, version_of=versions(picamera2=None)), "pi"))["picamera2"]
+    assert "apt install python3-picamera2" in missing.fix and "--only-upgrade" not in missing.fix
+
+
+def test_the_toolchain_line_checks_the_build_extras_pins(tmp_path):
+    good = by_name(run_checks(system(tmp_path), "build"))["pinned toolchain"]
+    assert good.ok and good.detail == "1 pins as installed"  # the pin behind extra == "build" is counted
+    wrong = by_name(run_checks(system(tmp_path, version_of=versions(**{"model-compression-toolkit": "2.6.0"})),
+                               "build"))["pinned toolchain"]
+    assert wrong.ok is False and "pinned 2.5.1" in wrong.detail
+
+
+def test_a_missing_config_txt_is_said_so(tmp_path):
+    root = healthy_pi(tmp_path)
+    (root / "boot/firmware/config.txt").unlink()
+    check = by_name(run_checks(system(root), "pi", injection=True))["injection overlay"]
+    assert check.ok is False and "no config.txt" in check.detail and "has no" not in check.detail
 
 
 def test_cli_exit_code_is_zero_only_when_all_pass(tmp_path, monkeypatch):

@@ -8,7 +8,10 @@ memory. On a build machine: Python, Java 17 (imxconv-tf), the pinned toolchain a
 
 Every probe reads through a :class:`System` (a root folder standing for ``/``, a command
 runner, installed versions, disk and memory figures), so the tests run them against fake
-filesystem trees. Nothing here imports TensorFlow or picamera2: it runs on a bare Pi.
+filesystem trees. Nothing here imports TensorFlow or picamera2 into this process: picamera2
+is imported for real in a child process (an install whose numpy shadows the one apt's
+picamera2 was built against fails there with "numpy.dtype size changed", and doctor names
+the clash), and it runs on a bare Pi.
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ class System:
 
     def path(self, absolute: str) -> Path:
         return self.root / absolute.lstrip("/")
+
+    def import_picamera2(self) -> Tuple[int, str]:
+        """Import picamera2 in a child process of this interpreter: (exit status, output)."""
+        return self.run([sys.executable, "-c", "import picamera2"])
 
     def read(self, absolute: str) -> Optional[str]:
         try:
@@ -164,14 +171,30 @@ def check_rp2040(system: System) -> Check:
     return Check("RP2040 bridge", True, detail)
 
 
+ABI_CLASH = "numpy.dtype size changed"
+
+
 def check_picamera2(system: System) -> Check:
+    """picamera2 imported for real (in a child process), then its version."""
     version = system.version_of("picamera2")
     wanted = ".".join(map(str, PICAMERA2_MINIMUM))
-    fix = "sudo apt update && sudo apt install --only-upgrade python3-picamera2 (venv with --system-site-packages)"
     if version is None:
-        return Check("picamera2", False, "not importable here", fix)
+        return Check("picamera2", False, "not installed for this Python",
+                     "sudo apt install python3-picamera2, and make the venv with --system-site-packages")
+    status, output = system.import_picamera2()
+    if status != 0:
+        last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
+        if ABI_CLASH in output:
+            numpy_version = system.version_of("numpy") or "?"
+            return Check("picamera2", False, f"{version} is installed but its import fails: numpy {numpy_version} "
+                         f"in this venv shadows the numpy apt's picamera2 was built against ({last[:100]})",
+                         "pip uninstall -y numpy (keep apt's python3-numpy), then reinstall "
+                         "imx500-picosam[pi] in this venv")
+        return Check("picamera2", False, f"{version} is installed but `import picamera2` fails: {last[:120]}",
+                     "sudo apt install --reinstall python3-picamera2 python3-libcamera")
     ok = _version_tuple(version) >= PICAMERA2_MINIMUM
-    return Check("picamera2", ok, f"{version}" + ("" if ok else f" (needs >= {wanted})"), fix)
+    return Check("picamera2", ok, f"{version} (imports)" + ("" if ok else f" (needs >= {wanted})"),
+                 "sudo apt update && sudo apt full-upgrade (Raspberry Pi OS carries picamera2 in its archive)")
 
 
 def config_txt(system: System) -> Tuple[str, Optional[str]]:
@@ -196,7 +219,11 @@ def check_injection_overlay(system: System, required: bool) -> Check:
     ok = text is not None and has_injection_overlay(text)
     if ok:
         return Check("injection overlay", True, f"{place} has dtoverlay=imx500,...,bypass-cache")
-    detail = f"{place} has no `{INJECTION_OVERLAY}` line (needed by `picosam evaluate --on-camera`)"
+    if text is None:
+        detail = (f"no config.txt (neither /boot/firmware/config.txt nor /boot/config.txt can be read; "
+                  f"`{INJECTION_OVERLAY}` is needed by `picosam evaluate --on-camera`)")
+    else:
+        detail = f"{place} has no `{INJECTION_OVERLAY}` line (needed by `picosam evaluate --on-camera`)"
     if not required:
         return Check("injection overlay", None, detail + "; pass --injection to require it")
     return Check("injection overlay", False, detail, f"add `{INJECTION_OVERLAY}` to {place} and reboot")
@@ -242,8 +269,10 @@ def check_java(system: System) -> Check:
 
 
 def check_toolchain(system: System) -> Check:
-    """Every ``==`` pin of the installed package's requirements that applies here."""
-    from packaging.requirements import Requirement
+    """Every ``==`` pin of the installed package's requirements that applies to the ``[build]``
+    profile here (its markers evaluated with ``extra == "build"``, as pip evaluates them for
+    ``pip install 'imx500-picosam[build]'``)."""
+    from packaging.requirements import InvalidRequirement, Requirement
 
     requirements = system.requirements()
     if requirements is None:
@@ -251,8 +280,11 @@ def check_toolchain(system: System) -> Check:
     wrong = []
     pins = 0
     for text in requirements:
-        requirement = Requirement(text)
-        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": "build"}):
             continue
         pinned = [spec.version for spec in requirement.specifier if spec.operator == "=="]
         if not pinned:

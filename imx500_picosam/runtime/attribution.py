@@ -9,10 +9,19 @@ With input-tensor persistency (the converter's default) every completed request 
 carries ``CnnInputTensor``, the 96x96 picture the network saw (picamera2's
 ``input_tensor_image`` unpacks it). :class:`RoiAttributor` keeps a short history of the
 ROIs set and, for each frame, compares that picture with the frame's own crop at each ROI
-still possibly in flight; the output belongs to the best match. A frame whose tensor
-matches no candidate well enough, or two candidates almost equally, is dropped and counted:
-a dropped frame costs a mask, a wrong match would draw a mask into a box it was not
-computed for.
+still possibly in flight; the output belongs to the best match. The sensor takes ROIs in
+the order they were sent, so once a frame is attributed to an ROI, older ones are no longer
+candidates. A frame whose tensor matches no candidate well enough is dropped ("unmatched").
+Candidates that score almost equally (within ``min_margin``) are one answer when their ROIs
+lie within ``same_answer_px`` frame pixels of each other on every edge -- whichever was
+used, the mask lands within that distance -- and the best one is shown ("grouped", counted):
+a prompt that moves a few pixels per frame makes exactly such near-identical ROIs. Only
+near-equal candidates further apart than that are dropped ("ambiguous"): a dropped frame
+costs a mask, a wrong match would draw a mask into a box it was not computed for.
+
+The ROI-switch latency is measured only where it is exact: on a frame attributed to a newer
+ROI than the frame just before it, which was itself attributed (after a dropped frame the
+switch may have happened unseen, so the gap would overstate the lag).
 
 The comparison is the normalised cross-correlation of small grey images (the mean of the
 three channels): it ignores channel order (picamera2 returns an RGB network's tensor as
@@ -36,18 +45,21 @@ import numpy as np
 
 from ..geometry import Roi
 
-MATCH_SIZE = 32  # side of the grey images compared (enough detail, cheap: a few µs per candidate)
+MATCH_SIZE = 48  # side of the grey images compared: a 5 px move of a 200 px ROI still shows (about 1 ms for 4 candidates)
 
 
 @dataclass(frozen=True)
 class AttributionSettings:
     """``min_score``: the lowest correlation accepted as "this ROI"; ``min_margin``: how
     much better than the runner-up (another ROI) the best match must be; ``max_latency``:
-    frames after being replaced during which an old ROI may still be what the sensor uses."""
+    frames after being replaced during which an old ROI may still be what the sensor uses;
+    ``same_answer_px``: near-equal candidates whose ROIs (on the main stream) differ by at
+    most this many pixels on every edge are one answer, shown at the best match."""
 
     min_score: float = 0.6
     min_margin: float = 0.03
     max_latency: int = 8
+    same_answer_px: int = 3
 
 
 @dataclass
@@ -59,6 +71,7 @@ class RoiEntry:
     set_frame: int  # the index of the first capture requested after the ROI was set
     replaced_frame: Optional[int] = None
     seen: bool = False  # a frame has been attributed to it
+    order: int = 0  # position in the order ROIs were sent (the sensor takes them in this order)
 
 
 @dataclass(frozen=True)
@@ -66,8 +79,9 @@ class Attribution:
     """The outcome for one frame: ``entry`` is None when the frame is dropped (``reason``)."""
 
     entry: Optional[RoiEntry]
-    reason: str  # "matched", "reported", "no-output", "unmatched", "ambiguous", "settling"
+    reason: str  # "matched", "grouped", "reported", "no-output", "unmatched", "ambiguous", "settling"
     score: Optional[float] = None
+    group: int = 1  # candidates taken as one answer ("grouped": more than one)
 
 
 def grey_signature(image: np.ndarray) -> Optional[np.ndarray]:
@@ -98,9 +112,12 @@ class RoiAttributor:
     history: Deque[RoiEntry] = field(default_factory=lambda: deque(maxlen=16))
     latencies: List[int] = field(default_factory=list)
     counts: Dict[str, int] = field(default_factory=lambda: {
-        "matched": 0, "reported": 0, "no-output": 0, "unmatched": 0, "ambiguous": 0, "settling": 0})
+        "matched": 0, "grouped": 0, "reported": 0, "no-output": 0, "unmatched": 0, "ambiguous": 0,
+        "settling": 0})
     mode: Optional[str] = None  # "input-tensor" or the backend's rule, known after the first output
-    _last_matched: Optional[Roi] = None
+    _last: Optional[RoiEntry] = None  # the entry the latest attributed frame was inferred on
+    _last_frame: Optional[int] = None  # that frame
+    _sent: int = 0
 
     def roi_set(self, roi: Roi, owner: object, next_frame: int) -> None:
         """Record that ``roi`` was sent to the backend before capture ``next_frame``."""
@@ -110,14 +127,17 @@ class RoiAttributor:
             return
         if current is not None:
             current.replaced_frame = next_frame
-        self.history.append(RoiEntry(roi, owner, next_frame))
+        self._sent += 1
+        self.history.append(RoiEntry(roi, owner, next_frame, order=self._sent))
 
     def candidates(self, frame: int) -> List[RoiEntry]:
         """ROIs the sensor may be using at ``frame``: the newest entry per distinct ROI among
-        those set by then and not replaced more than ``max_latency`` frames before."""
+        those set by then, not replaced more than ``max_latency`` frames before, and not older
+        than the ROI of the latest attributed frame (the sensor never goes back)."""
+        oldest = self._last.order if self._last is not None else 0
         newest: Dict[Roi, RoiEntry] = {}
         for entry in self.history:
-            if entry.set_frame > frame:
+            if entry.set_frame > frame or entry.order < oldest:
                 continue
             if entry.replaced_frame is not None and frame - entry.replaced_frame >= self.settings.max_latency:
                 continue
@@ -142,6 +162,8 @@ class RoiAttributor:
             if settled_roi is None:
                 return self._count(Attribution(None, "settling"))
             entry = next((e for e in reversed(self.history) if e.roi == settled_roi), None)
+            if entry is not None:
+                self._last, self._last_frame = entry, frame
             return self._count(Attribution(entry, "reported" if entry is not None else "unmatched"))
         self.mode = "input-tensor"
         tensor = grey_signature(input_image)
@@ -156,28 +178,47 @@ class RoiAttributor:
         best_score, best = scored[0]
         if best_score < self.settings.min_score:
             return self._count(Attribution(None, "unmatched", best_score))
-        if len(scored) > 1 and best_score - scored[1][0] < self.settings.min_margin:
-            return self._count(Attribution(None, "ambiguous", best_score))
+        rivals = [entry for score, entry in scored[1:] if best_score - score < self.settings.min_margin]
+        if rivals:
+            best_frame = to_frame(best.roi)
+            if any(edge_distance(to_frame(entry.roi), best_frame) > self.settings.same_answer_px for entry in rivals):
+                return self._count(Attribution(None, "ambiguous", best_score, 1 + len(rivals)))
         self._observe(best, frame)
-        return self._count(Attribution(best, "matched", best_score))
+        reason = "grouped" if rivals else "matched"
+        return self._count(Attribution(best, reason, best_score, 1 + len(rivals)))
 
     def _observe(self, entry: RoiEntry, frame: int) -> None:
-        """The first frame inferred on a newly set ROI gives one ROI-switch latency."""
-        if not entry.seen and self._last_matched is not None and self._last_matched != entry.roi:
+        """The first frame inferred on a newly set ROI gives one ROI-switch latency, when the
+        frame just before it was attributed to an older ROI (so the switch is seen exactly)."""
+        previous, previous_frame = self._last, self._last_frame
+        if (not entry.seen and previous is not None and previous.order < entry.order
+                and previous_frame == frame - 1):
             self.latencies.append(frame - entry.set_frame)
         entry.seen = True
-        self._last_matched = entry.roi
+        self._last, self._last_frame = entry, frame
 
     def _count(self, attribution: Attribution) -> Attribution:
         self.counts[attribution.reason] += 1
-        if attribution.entry is not None and attribution.reason == "reported":
-            self._last_matched = attribution.entry.roi
         return attribution
 
     def kpis(self) -> Dict[str, object]:
         """What the KPI JSON reports: the mode, frame counts and the measured switch latency."""
         latency = latency_summary(self.latencies)
         return {"mode": self.mode, "frames": dict(self.counts), "roi_switch_latency_frames": latency}
+
+
+def edge_distance(a: Roi, b: Roi) -> int:
+    """How far apart two rectangles are: the largest move of any of their four edges (pixels)."""
+    return max(abs(a.x0 - b.x0), abs(a.y0 - b.y0), abs(a.x1 - b.x1), abs(a.y1 - b.y1))
+
+
+def roi_iou(a: Roi, b: Roi) -> float:
+    """Intersection over union of two rectangles."""
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    inter = max(width, 0) * max(height, 0)
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
 
 
 def latency_summary(latencies: Sequence[int]) -> Dict[str, object]:

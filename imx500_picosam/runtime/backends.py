@@ -8,7 +8,7 @@ is decided here so that scripts get the same backend the demo does.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 from ..errors import PicosamError
 from ..model.resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
@@ -18,13 +18,27 @@ DEMO_ENGINES = {"tflite": "tflite", "keras": "quantized"}
 DEFAULT_DEMO_ENGINE = "tflite"
 
 
+def parse_roi_latency(text: str) -> Union[int, Tuple[int, int]]:
+    """``picosam demo --roi-latency``: ``N`` frames, or ``LOW,HIGH`` drawn per ROI change."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or len(values) != len(parts) or min(values) < 0 or values[0] > values[-1]:
+        raise PicosamError(f"--roi-latency {text}: expected frames N >= 0 or LOW,HIGH with 0 <= LOW <= HIGH")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
 def emulator_backend(source: str, checkpoint: Optional[Path] = None, engine: str = DEFAULT_DEMO_ENGINE,
-                     loop: bool = False, log: Callable[[str], None] = print, roi_rule: Optional[str] = None):
+                     loop: bool = False, log: Callable[[str], None] = print,
+                     roi_latency: Union[int, Tuple[int, int]] = 0, seed: int = 0, roi_rule: Optional[str] = None):
     """Frames from ``source`` (image, video or webcam index) and the checkpoint (the front
     door's rules: default the shipped one) quantized as ``make rpk`` does. The ROI rule is the
     checkpoint's unless ``roi_rule`` overrides it.
 
-    Returns ``(backend, run_info, warning)``; ``warning`` is the untrained-model text or None.
+    ``roi_latency``/``seed``: the sensor's lag in taking a new ROI, as
+    :class:`~.emulator.EmulatorBackend` emulates it. Returns ``(backend, run_info, warning)``; ``warning`` is the untrained-model text or None.
     """
     from ..firmware.engines import load_engine
     from .emulator import EmulatorBackend, open_source
@@ -37,10 +51,12 @@ def emulator_backend(source: str, checkpoint: Optional[Path] = None, engine: str
     if untrained:
         log(f"!!! {UNTRAINED_WARNING}")
     rule = roi_rule or ckpt.roi_rule
-    backend = EmulatorBackend(frames, load_engine(ckpt, DEMO_ENGINES[engine], log=log), roi_rule=rule)
+    backend = EmulatorBackend(frames, load_engine(ckpt, DEMO_ENGINES[engine], log=log), roi_latency=roi_latency,
+                              seed=seed, roi_rule=rule)
     run_info: Dict[str, object] = {
         "backend": "emulator", "source": source, "engine": engine, "checkpoint": str(ckpt.weights_path),
         "checkpoint_sha256": ckpt.weights_sha256, "provenance": ckpt.provenance.kind, "untrained": untrained,
+        "roi_latency": list(roi_latency) if isinstance(roi_latency, tuple) else roi_latency, "seed": seed,
         "roi_rule": rule, "roi_rule_source": "override" if roi_rule else "checkpoint",
     }
     return backend, run_info, f"!!! {UNTRAINED_WARNING}" if untrained else None

@@ -5,7 +5,7 @@ whole frame, ``q`` or Esc quits; the window shows each prompt's latest mask, its
 loop's FPS and the network's runtime. It needs an OpenCV build with highgui and a display.
 
 Headless: every frame becomes one JSON line in ``OUT/frames.jsonl`` (prompt, ROI in sensor
-and frame pixels, mask area, host latency, DNN runtime) and, when it has a mask, a PNG at
+and frame pixels, mask area, host latency, DNN runtime, attribution, track state) and, when it has a mask, a PNG at
 the frame's size in ``OUT/masks/``; ``OUT/run.json`` says what ran.
 """
 
@@ -155,10 +155,14 @@ def run_interactive(session: Session, warning: Optional[str] = None, frames: Opt
             if step is None:
                 break
             image = step.image
+            tracks = session.track_states()
             for result in session.latest_results():
                 style = OverlayStyle(colour=PROMPT_COLOURS[result.prompt.id % len(PROMPT_COLOURS)])
                 draw_mask(image, result.mask, result.roi_frame, style)
                 draw_roi(image, result.roi_frame, style)
+                track, why = tracks.get(result.prompt.id, ("ok", None))
+                if track == "lost":
+                    draw_lost(image, result.roi_frame, why)
             if drag.start is not None:
                 cv2.rectangle(image, drag.start, drag.current, (255, 255, 255), 1)
             dnn = step.result.dnn_runtime_ms
@@ -180,6 +184,15 @@ def run_interactive(session: Session, warning: Optional[str] = None, frames: Opt
     finally:
         cv2.destroyWindow(WINDOW)
     return shown
+
+
+def draw_lost(image: np.ndarray, roi_frame, why: Optional[str]) -> None:
+    """Mark a prompt whose track is lost: red ROI and "LOST (why)" above it."""
+    cv2.rectangle(image, (roi_frame.x0, roi_frame.y0), (roi_frame.x1 - 1, roi_frame.y1 - 1), (0, 0, 255), 2)
+    origin = (roi_frame.x0 + 4, max(roi_frame.y0 - 6, 14))
+    text = f"LOST ({why})" if why else "LOST"
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1, cv2.LINE_AA)
 
 
 def _put_lines(image: np.ndarray, lines, notice: Optional[str], warning: Optional[str]) -> None:

@@ -5,6 +5,16 @@ the current prompt into a sensor ROI with the shared ROI rule, asks its backend 
 next frame, and decodes the backend's 96x96 logits into a mask in frame coordinates.
 Several prompts are served in turn, one per result, each result tagged with its prompt id
 and frame number; with ``follow`` a prompt's box moves to its last mask's bounding box.
+``set_boxes`` with a box whose ROI overlaps the prompt's current one (IoU >= 0.5) nudges that
+prompt rather than starting a new one, so an application that sets its boxes every frame
+keeps receiving the masks still in flight for them.
+
+Every prompt has a track state, ``"ok"`` or ``"lost"``: lost when its mask vanished (fewer
+than ``MIN_TRACK_PIXELS``) or its area jumped by more than ``TRACK_AREA_RATIO`` against the
+track's running area (the mask left the object: it shrank to a fragment or spread over the
+background). A lost prompt does not follow (its box stays where the object was last seen)
+and becomes "ok" again when a mask matches the running area again; every result, the
+headless JSON lines, ``run.json`` (``kpis.tracks``) and the demo window say so.
 
 Backends (:class:`~imx500_picosam.runtime.imx500.IMX500Backend` on the camera,
 :class:`~imx500_picosam.runtime.emulator.EmulatorBackend` on a CPU) only deliver frames
@@ -23,12 +33,17 @@ from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 import numpy as np
 
 from ..errors import PicosamError, UserError
-from .attribution import AttributionSettings, RoiAttributor
+from .attribution import AttributionSettings, RoiAttributor, roi_iou
 from ..geometry import LEGACY_ROI_RULE, Roi
 from .coords import StreamGeometry, full_view_box, sensor_rect_to_main, sensor_roi_for_box
 from .decode import MaskDecoder, mask_area, mask_bounding_box, paste_into
 
 Box = Tuple[float, float, float, float]
+
+MIN_TRACK_PIXELS = 16  # a mask smaller than this has vanished
+TRACK_AREA_RATIO = 3.0  # a mask this many times larger or smaller than the running area left the object
+TRACK_AREA_SMOOTHING = 0.2  # weight of a new area in the running area
+NUDGE_IOU = 0.5  # set_boxes keeps a prompt whose new ROI overlaps its current one at least this much
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,7 @@ class SegmentationResult:
     dsp_runtime_ms: Optional[float] = None
     frame_size: Tuple[int, int] = (0, 0)  # (width, height) of the main stream
     attribution: str = "reported"  # how roi_sensor was established, or why there is no mask
+    track: str = "ok"  # the prompt's track state after this frame: "ok" or "lost"
 
     def full_mask(self, out: Optional[np.ndarray] = None, value: int = 255) -> np.ndarray:
         """The mask as a frame-sized uint8 image (0 / ``value``); ``out`` is reused if given."""
@@ -109,6 +125,7 @@ class SegmentationResult:
             "dnn_runtime_ms": None if self.dnn_runtime_ms is None else round(self.dnn_runtime_ms, 3),
             "dsp_runtime_ms": None if self.dsp_runtime_ms is None else round(self.dsp_runtime_ms, 3),
             "attribution": self.attribution,
+            "track": self.track,
         }
 
 
@@ -122,6 +139,25 @@ class Step:
 class _PromptState:
     prompt: Prompt
     latest: Optional[SegmentationResult] = None
+    track: str = "ok"
+    lost_why: Optional[str] = None  # "vanished" or "area" while lost
+    area: Optional[float] = None  # running mask area of the track
+    lost_frames: int = 0  # frames whose result said "lost"
+    losses: int = 0  # times the track went from ok to lost
+
+    def observe(self, area: int) -> None:
+        """Update the track state with a new mask's area."""
+        if area < MIN_TRACK_PIXELS:
+            lost_why = "vanished"
+        elif self.area is not None and not 1 / TRACK_AREA_RATIO <= area / self.area <= TRACK_AREA_RATIO:
+            lost_why = "area"
+        else:
+            lost_why = None
+            self.area = float(area) if self.area is None else (
+                (1 - TRACK_AREA_SMOOTHING) * self.area + TRACK_AREA_SMOOTHING * area)
+        if lost_why is not None and self.track == "ok":
+            self.losses += 1
+        self.track, self.lost_why = ("lost", lost_why) if lost_why else ("ok", None)
 
 
 class Session:
@@ -178,13 +214,26 @@ class Session:
         return [state.latest for state in self._prompts if state.latest is not None]
 
     def set_boxes(self, boxes: Sequence[Box]) -> List[Prompt]:
-        """Replace all prompts; every box is checked first (nothing changes on an error)."""
+        """Replace all prompts; every box is checked first (nothing changes on an error).
+
+        The i-th box nudges the i-th prompt (same id, same track, masks in flight still
+        delivered) when its ROI overlaps that prompt's current ROI by IoU >= ``NUDGE_IOU``;
+        otherwise it starts a new prompt."""
         if not boxes:
             raise PicosamError("at least one prompt box is needed")
-        for box in boxes:
-            self._roi_for(box)
-        self._prompts, self._turn, self._next_id = [], 0, 0
-        return [self.add_box(box) for box in boxes]
+        rois = [self._roi_for(box) for box in boxes]
+        states: List[_PromptState] = []
+        for index, (box, roi) in enumerate(zip(boxes, rois)):
+            old = self._prompts[index] if index < len(self._prompts) else None
+            if old is not None and roi_iou(self._roi_for(old.prompt.box), roi) >= NUDGE_IOU:
+                old.prompt = Prompt(old.prompt.id, tuple(float(v) for v in box))  # type: ignore[arg-type]
+                states.append(old)
+            else:
+                states.append(_PromptState(Prompt(index, tuple(float(v) for v in box))))  # type: ignore[arg-type]
+        kept = all(state in self._prompts for state in states)
+        self._turn = self._turn % len(states) if kept else 0
+        self._prompts, self._next_id = states, len(states)
+        return [state.prompt for state in states]
 
     def add_box(self, box: Box) -> Prompt:
         self._roi_for(box)
@@ -229,13 +278,18 @@ class Session:
         owner = attribution.entry.owner if attribution.entry is not None else None
         if owner is None or owner not in self._prompts:  # dropped, or the prompt was replaced meanwhile
             reason = attribution.reason if owner is None else "stale"
+            if state.track == "lost":
+                state.lost_frames += 1
             return Step(capture.image, self._result(capture, state, roi, None, reason, started))
         used = attribution.entry.roi
         roi_frame = sensor_rect_to_main(used, capture.geometry)
         mask = self._decoder.decode(capture.logits, roi_frame)
+        owner.observe(mask_area(mask))
+        if owner.track == "lost":
+            owner.lost_frames += 1
         result = self._result(capture, owner, used, mask, attribution.reason, started, roi_frame)
         owner.latest = result
-        if self.follow:
+        if self.follow and owner.track == "ok":
             self._follow(owner, mask, roi_frame)
         if owner is state:
             self._turn = (self._turn + 1) % len(self._prompts)
@@ -248,14 +302,21 @@ class Session:
             roi_frame=roi_frame or sensor_rect_to_main(roi, capture.geometry), mask=mask,
             mask_area=None if mask is None else mask_area(mask), host_latency_ms=capture.host_ms + _ms_since(started),
             dnn_runtime_ms=capture.dnn_runtime_ms, dsp_runtime_ms=capture.dsp_runtime_ms,
-            frame_size=capture.geometry.main_size, attribution=reason,
+            frame_size=capture.geometry.main_size, attribution=reason, track=state.track,
         )
 
     def kpis(self) -> Dict[str, object]:
         """The run's measured facts for the KPI JSON: attribution counts, ROI-switch latency and
         whatever the backend measures (the camera's watchdog restarts)."""
         backend_kpis = getattr(self.backend, "kpis", None)
-        return {"attribution": self.attributor.kpis(), **(backend_kpis() if backend_kpis is not None else {})}
+        tracks = [{"prompt_id": state.prompt.id, "state": state.track, "why": state.lost_why,
+                   "lost_frames": state.lost_frames, "losses": state.losses} for state in self._prompts]
+        return {"attribution": self.attributor.kpis(), "tracks": tracks,
+                **(backend_kpis() if backend_kpis is not None else {})}
+
+    def track_states(self) -> Dict[int, Tuple[str, Optional[str]]]:
+        """Each prompt's track state and, while lost, why: {prompt id: (state, why)}."""
+        return {state.prompt.id: (state.track, state.lost_why) for state in self._prompts}
 
     def _follow(self, state: _PromptState, mask: np.ndarray, roi_frame: Roi) -> None:
         """Move the prompt to its mask's bounding box; an empty mask keeps the old box."""
