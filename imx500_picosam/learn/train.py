@@ -163,8 +163,9 @@ def example_stream(sources, config: TrainConfig, start_position: int) -> Iterato
         epoch, offset = divmod(start_position, count)
         while True:
             order = np.random.default_rng([config.seed, epoch]).permutation(count)
+            # Seeded by the example's place in its epoch, not in the tail after a resume.
             yield from iterate_crops(instances, order[offset:], augmentation, seed=config.seed * 1_000_003 + epoch,
-                                     teacher_cache=caches[0], images=images)
+                                     teacher_cache=caches[0], images=images, first_position=offset)
             epoch, offset = epoch + 1, 0
     weights = np.asarray([source.weight for source in sources], dtype=np.float64)
     weights = weights / weights.sum()
@@ -342,6 +343,7 @@ def _train(sources, out_dir: Path, state_dir: Path, config: TrainConfig, strateg
     batches_iter = iter(strategy.experimental_distribute_dataset(dataset))
 
     log_path = out_dir / "train_log.jsonl"
+    _rewind_log(log_path, resumed_from)
     started = time.perf_counter()
     final_loss = float("nan")
     bar = tqdm(total=config.steps, initial=resumed_from, desc="train", unit="step", disable=not progress)
@@ -391,6 +393,27 @@ def _train(sources, out_dir: Path, state_dir: Path, config: TrainConfig, strateg
     details.update(provenance_details or {})
     checkpoint = save_checkpoint(model, out_dir / f"{name}.weights.h5", Provenance(kind="trained", details=details))
     return TrainResult(checkpoint.weights_path, config.steps, resumed_from, crops_per_second, final_loss, log_path, details)
+
+
+def _rewind_log(log_path: Path, resumed_from: int) -> None:
+    """Drop the log lines of steps after ``resumed_from``: a run killed after logging a step
+    but before saving its state redoes that step, and the log then holds each step once."""
+    from ..atomic import atomic_path
+
+    if not log_path.is_file():
+        return
+    lines = log_path.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            step = int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+        if step <= resumed_from:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept != lines:
+        with atomic_path(log_path) as tmp:
+            tmp.write_text("".join(kept))
 
 
 class LearningRateSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
