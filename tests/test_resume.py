@@ -102,7 +102,7 @@ def _kill_after(args, out: Path, saved: int, delay: float) -> None:
 def _finish(args) -> str:
     done = subprocess.run(_command(args), env=_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return done.stdout + done.stderr
 
 
 def _log(out: Path):
@@ -147,6 +147,8 @@ def test_a_run_killed_twice_at_random_steps_ends_as_the_uninterrupted_run(coco_s
     _kill_after(args, killed, second_kill, float(rng.uniform(0.0, 0.6)))
     output = _finish(args)
     assert "resumed from step" in output
+    assert "taking over the lock of picosam train" in output  # the killed run's lock, with a word
+    assert not (killed / ".picosam.lock").exists()  # and the finished run leaves none
 
     assert _log(killed) == _log(straight)
     assert [row["step"] for row in _log(killed)] == [10, 20, case["steps"]]

@@ -62,6 +62,14 @@ def _tensor_dicts(tensors) -> List[Dict[str, Any]]:
 
 
 def build_firmware(options: BuildOptions) -> BuildOutcome:
+    """Build into ``options.output_dir``, holding its lock: one build per folder."""
+    from ..lock import FolderLock
+
+    with FolderLock(options.output_dir, "picosam build"):
+        return _build_firmware(options)
+
+
+def _build_firmware(options: BuildOptions) -> BuildOutcome:
     from .. import calibration, toolchain
     from ..model import checkpoint, network as model
     from . import convert, package, quantize

@@ -22,6 +22,7 @@ order is a function of (seed, step), so a resumed run sees the same examples.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,7 +225,27 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
 
     ``instances`` is one :class:`~.data.InstanceSet` (with ``teacher_cache``) or a list of
     :class:`Source` (each with its own weight and cache). The sidecar records, per source,
-    the annotation file's sha256 and the image ids used, so the run can be reproduced."""
+    the annotation file's sha256 and the image ids used, so the run can be reproduced.
+
+    The run holds ``out_dir``'s lock (:mod:`..lock`): a second run on the same folder stops
+    in one line (each worker of a multi-worker run takes its own)."""
+    from ..lock import LOCK_NAME, FolderLock
+
+    config.check()
+    lock_name = LOCK_NAME
+    if config.distribute == "multi-worker":
+        try:
+            index = int(json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("index", 0))
+        except (ValueError, TypeError, AttributeError):
+            index = 0  # TensorFlow itself reports a malformed TF_CONFIG
+        lock_name = f".picosam-worker-{index}.lock"
+    with FolderLock(out_dir, "picosam train", name=lock_name):
+        return _locked_train(instances, out_dir, config, teacher_cache, init_checkpoint, name, provenance_details,
+                             progress)
+
+
+def _locked_train(instances, out_dir: Path, config: TrainConfig, teacher_cache, init_checkpoint: Optional[Path],
+                  name: str, provenance_details: Optional[Dict[str, Any]], progress: bool) -> TrainResult:
     from ..atomic import write_json
 
     config.check()
