@@ -37,7 +37,6 @@ class BoxTeacher:
 
 
 def _fill_teacher_cache(coco_subset, folder: Path, skip_images: int) -> Path:
-    from imx500_picosam.learn.data import InstanceSet  # noqa: F401  (the instances' type)
     from imx500_picosam.learn.teacher_cache import TeacherCache, fill_cache
 
     instances = load_instances(coco_subset / "annotations.json", coco_subset / "images", max_images=3 + skip_images)
