@@ -101,7 +101,7 @@ def soak_demo(args) -> None:
             cpu.append(time.process_time() - started_cpu)
             if step.result.mask_area is not None:
                 areas.append(step.result.mask_area)
-            if frame in (warm, warm + window, args.frames - window, args.frames - 1):
+            if frame in (warm, warm + window - 1, args.frames - window, args.frames - 1):
                 rss[frame] = rss_mb()
         kpis = session.kpis()
     end = args.frames - window
