@@ -344,10 +344,15 @@ def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_
     from .learn.teacher import load_teacher
     from .learn.teacher_cache import TeacherCache, fill_cache
 
+    from .lock import LOCK_NAME, FolderLock
+
     instances = load_instances(annotations, images_dir, max_images=max_images)
     _echo_instances(instances)
-    summary = fill_cache(instances, load_teacher(teacher_spec), TeacherCache(cache_dir), rank=rank, world_size=world_size,
-                         roi_rule=roi_rule)
+    # One run per cache folder, or per shard of it: the shards of one cache may share a folder.
+    lock_name = LOCK_NAME if world_size == 1 else f".picosam-shard-{rank}-of-{world_size}.lock"
+    with FolderLock(cache_dir, "picosam teacher cache", name=lock_name):
+        summary = fill_cache(instances, load_teacher(teacher_spec), TeacherCache(cache_dir), rank=rank,
+                             world_size=world_size, roi_rule=roi_rule)
     rate = summary.instances_computed / summary.seconds if summary.seconds > 0 else 0.0
     click.echo(f"{cache_dir}: {summary.images_total} images in shard {rank}/{world_size}: {summary.images_computed} computed "
                f"({summary.instances_computed} instances, {rate:.1f}/s), {summary.images_reused} already done, "

@@ -14,7 +14,7 @@ PACKAGES = ("imx500_picosam", "firmware_packaging")
 # file-mode rule, which the RPK tools share without importing imx500_picosam).
 FIRMWARE_PACKAGING_SHARED = {"firmware_packaging.errors", "firmware_packaging.files"}
 GROUND_FLOOR = {f"imx500_picosam.{name}" for name in
-                ("errors", "atomic", "hashing", "images", "toolchain", "metrics", "geometry", "extras",
+                ("errors", "atomic", "lock", "hashing", "images", "toolchain", "metrics", "geometry", "extras",
                  "calibration")}
 # The stage folders, bottom up (docs/layout.md): each may import the ground floor and the folders
 # listed as below it, never one above it or beside it.

@@ -93,8 +93,16 @@ class _Stages:
 
 
 def build_firmware(options: BuildOptions, progress: Optional[Callable[[str], None]] = None) -> BuildOutcome:
-    """Run ``make rpk``'s stages; ``progress`` (one line at a time) hears each stage start
-    and end, with its time, and the converter's own output while it runs."""
+    """Run ``make rpk``'s stages into ``options.output_dir``, holding its lock (one build per
+    folder); ``progress`` (one line at a time) hears each stage start and end, with its time,
+    and the converter's own output while it runs."""
+    from ..lock import FolderLock
+
+    with FolderLock(options.output_dir, "picosam build"):
+        return _build_firmware(options, progress)
+
+
+def _build_firmware(options: BuildOptions, progress: Optional[Callable[[str], None]]) -> BuildOutcome:
     from .. import calibration, toolchain
     from ..model import checkpoint, network as model
     from . import convert, package, quantize

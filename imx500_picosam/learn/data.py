@@ -347,11 +347,17 @@ def iterate_crops(
     seed: int = 0,
     teacher_cache=None,
     images: Optional["ImageCache"] = None,
+    first_position: int = 0,
     *,
     rule: str,
 ) -> Iterator[Dict[str, Any]]:
     """Yield training examples for ``instances.instances[i] for i in order``, cropped with ROI
     rule ``rule`` (the rule the trained checkpoint will carry).
+
+    Example ``j`` of ``order`` is augmented by a generator seeded with
+    ``(seed, first_position + j)``: a caller that resumes part-way through an order passes
+    the tail of it with ``first_position`` set to where the tail starts, and gets the same
+    examples as the whole order would have given there.
 
     Each example holds the uint8 crop, the ground-truth crop, and, where ``teacher_cache`` is
     given, the teacher's 96x96 logits and score for the same ROI. The teacher saw the
@@ -370,7 +376,7 @@ def iterate_crops(
     count = len(instances.instances)
     for position, index in enumerate(order):
         inst = instances.instances[index]
-        rng = np.random.default_rng([seed, position])
+        rng = np.random.default_rng([seed, first_position + position])
         try:
             image = images.get(inst.image_path)
         except PicosamError:  # its header read fine at load time, its pixels do not decode (now)

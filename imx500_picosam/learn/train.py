@@ -22,6 +22,7 @@ order is a function of (seed, step), so a resumed run sees the same examples.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -174,8 +175,10 @@ def example_stream(sources, config: TrainConfig, start_position: int) -> Iterato
         epoch, offset = divmod(start_position, count)
         while True:
             order = np.random.default_rng([config.seed, epoch]).permutation(count)
+            # Seeded by the example's place in its epoch, not in the tail after a resume.
             yield from iterate_crops(instances, order[offset:], augmentation, seed=config.seed * 1_000_003 + epoch,
-                                     teacher_cache=caches[0], images=images, rule=config.roi_rule)
+                                     teacher_cache=caches[0], images=images, first_position=offset,
+                                     rule=config.roi_rule)
             epoch, offset = epoch + 1, 0
     weights = np.asarray([source.weight for source in sources], dtype=np.float64)
     weights = weights / weights.sum()
@@ -235,7 +238,27 @@ def train(instances, out_dir: Path, config: TrainConfig, teacher_cache=None, ini
 
     ``instances`` is one :class:`~.data.InstanceSet` (with ``teacher_cache``) or a list of
     :class:`Source` (each with its own weight and cache). The sidecar records, per source,
-    the annotation file's sha256 and the image ids used, so the run can be reproduced."""
+    the annotation file's sha256 and the image ids used, so the run can be reproduced.
+
+    The run holds ``out_dir``'s lock (:mod:`..lock`): a second run on the same folder stops
+    in one line (each worker of a multi-worker run takes its own)."""
+    from ..lock import LOCK_NAME, FolderLock
+
+    config.check()
+    lock_name = LOCK_NAME
+    if config.distribute == "multi-worker":
+        try:
+            index = int(json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("index", 0))
+        except (ValueError, TypeError, AttributeError):
+            index = 0  # TensorFlow itself reports a malformed TF_CONFIG
+        lock_name = f".picosam-worker-{index}.lock"
+    with FolderLock(out_dir, "picosam train", name=lock_name):
+        return _locked_train(instances, out_dir, config, teacher_cache, init_checkpoint, name, provenance_details,
+                             progress)
+
+
+def _locked_train(instances, out_dir: Path, config: TrainConfig, teacher_cache, init_checkpoint: Optional[Path],
+                  name: str, provenance_details: Optional[Dict[str, Any]], progress: bool) -> TrainResult:
     from ..atomic import write_json
 
     config.check()
@@ -354,6 +377,7 @@ def _train(sources, out_dir: Path, state_dir: Path, config: TrainConfig, strateg
     batches_iter = iter(strategy.experimental_distribute_dataset(dataset))
 
     log_path = out_dir / "train_log.jsonl"
+    _rewind_log(log_path, resumed_from)
     started = time.perf_counter()
     final_loss = float("nan")
     bar = tqdm(total=config.steps, initial=resumed_from, desc="train", unit="step", disable=not progress)
@@ -404,6 +428,27 @@ def _train(sources, out_dir: Path, state_dir: Path, config: TrainConfig, strateg
     checkpoint = save_checkpoint(model, out_dir / f"{name}.weights.h5", Provenance(kind="trained", details=details),
                                  roi_rule=config.roi_rule)
     return TrainResult(checkpoint.weights_path, config.steps, resumed_from, crops_per_second, final_loss, log_path, details)
+
+
+def _rewind_log(log_path: Path, resumed_from: int) -> None:
+    """Drop the log lines of steps after ``resumed_from``: a run killed after logging a step
+    but before saving its state redoes that step, and the log then holds each step once."""
+    from ..atomic import atomic_path
+
+    if not log_path.is_file():
+        return
+    lines = log_path.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            step = int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+        if step <= resumed_from:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept != lines:
+        with atomic_path(log_path) as tmp:
+            tmp.write_text("".join(kept))
 
 
 class LearningRateSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
