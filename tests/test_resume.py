@@ -26,14 +26,14 @@ class BoxTeacher:
 
     identity = "test:box-blob"
 
-    def predict(self, image, box_xywh):
+    def predict(self, image, box_xywh, rule):
         from imx500_picosam.geometry import roi_from_box
         from imx500_picosam.learn.teacher import TeacherOutput
 
         y, x = np.mgrid[0:96, 0:96].astype(np.float32)
         logits = 4.0 - ((x - 48) ** 2 + (y - 48) ** 2) / 200.0
         score = float(min(1.0, (box_xywh[2] * box_xywh[3]) ** 0.5 / 200.0))
-        return TeacherOutput(logits, score, roi_from_box(box_xywh, image.shape[1], image.shape[0], rule="square"))
+        return TeacherOutput(logits, score, roi_from_box(box_xywh, image.shape[1], image.shape[0], rule=rule))
 
 
 def _fill_teacher_cache(coco_subset, folder: Path, skip_images: int) -> Path:

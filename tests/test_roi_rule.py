@@ -39,7 +39,7 @@ def test_both_rules_clip_to_the_frame_and_warp_keeps_a_minimum_side():
 
 def test_the_rule_has_no_default_and_is_checked():
     with pytest.raises(TypeError):
-        roi_from_box(WIDE_BOX, 640, 480, rule="square")  # every caller must say which rule (the checkpoint's)
+        roi_from_box(WIDE_BOX, 640, 480)  # every caller must say which rule (the checkpoint's)
     with pytest.raises(PicosamError, match="ROI rule 'diagonal' is not one of square, warp"):
         roi_from_box(WIDE_BOX, 640, 480, rule="diagonal")
     assert ROI_RULES == ("square", "warp") and LEGACY_ROI_RULE == "square"

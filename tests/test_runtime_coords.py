@@ -34,12 +34,12 @@ def test_emulator_geometry_is_exactly_the_shared_roi_rule():
         w, h = rng.uniform(20, width), rng.uniform(20, height)
         box = (rng.uniform(-w / 2, width - w / 2), rng.uniform(-h / 2, height - h / 2), w, h)
         expected = roi_from_box(box, width, height, min_size=geometry.min_roi_side(), rule="square")
-        assert sensor_roi_for_box(box, geometry, geometry.min_roi_side(), "square", "square") == expected
+        assert sensor_roi_for_box(box, geometry, geometry.min_roi_side(), "square") == expected
 
 
 def test_display_box_becomes_a_padded_square_in_sensor_pixels():
     box = (400, 300, 200, 100)  # display pixels of a 1280x960 stream showing the whole sensor
-    roi = sensor_roi_for_box(box, FULL, MIN_ROI_SENSOR_PIXELS, "square", "square")
+    roi = sensor_roi_for_box(box, FULL, MIN_ROI_SENSOR_PIXELS, "square")
     scale = 4056 / 1280
     assert box_to_sensor(box, FULL) == pytest.approx((400 * scale, 300 * 3040 / 960, 200 * scale, 100 * 3040 / 960))
     assert roi == roi_from_box(box_to_sensor(box, FULL), 4056, 3040, rule="square")
@@ -50,7 +50,7 @@ def test_display_box_becomes_a_padded_square_in_sensor_pixels():
 
 
 def test_roi_drawn_back_on_the_main_stream_is_the_padded_box():
-    roi = sensor_roi_for_box((400, 300, 200, 100), FULL, MIN_ROI_SENSOR_PIXELS, "square", "square")
+    roi = sensor_roi_for_box((400, 300, 200, 100), FULL, MIN_ROI_SENSOR_PIXELS, "square")
     drawn = sensor_rect_to_main(roi, FULL)
     expected = roi_from_box((400, 300, 200, 100), 1280, 960, rule="square")  # the rule applied in display pixels
     assert max(abs(a - b) for a, b in zip(drawn.as_xywh(), expected.as_xywh())) <= 2
@@ -68,18 +68,18 @@ def test_inverse_mapping_is_picamera2_get_roi_scaled(geometry):
 
 
 def test_sensor_border_clips_the_square_to_a_stretched_rectangle():
-    roi = sensor_roi_for_box((0, 0, 100, 100), FULL, MIN_ROI_SENSOR_PIXELS, "square", "square")
+    roi = sensor_roi_for_box((0, 0, 100, 100), FULL, MIN_ROI_SENSOR_PIXELS, "square")
     assert (roi.x0, roi.y0) == (0, 0) and roi.width < 110 * 4056 / 1280 + 1
     # only the visible band of the sensor is used: a box at the top of a 16:9 stream
     # gets an ROI that starts where the stream starts, not above it
-    roi = sensor_roi_for_box((600, 0, 80, 60), WIDE, MIN_ROI_SENSOR_PIXELS, "square", "square")
+    roi = sensor_roi_for_box((600, 0, 80, 60), WIDE, MIN_ROI_SENSOR_PIXELS, "square")
     assert roi.y0 == 440 and roi.height < roi.width
     drawn = sensor_rect_to_main(roi, WIDE)
     assert drawn.y0 == 0 and drawn.height > 0
 
 
 def test_tiny_box_gets_the_minimum_roi():
-    roi = sensor_roi_for_box((640, 480, 1, 1), FULL, MIN_ROI_SENSOR_PIXELS, "square", "square")
+    roi = sensor_roi_for_box((640, 480, 1, 1), FULL, MIN_ROI_SENSOR_PIXELS, "square")
     assert roi.width == roi.height == MIN_ROI_SENSOR_PIXELS == 96
     # the emulator's frame stands for the whole field of view: same fraction of it
     assert StreamGeometry.identity(1280, 960).min_roi_side() == math.ceil(96 * 1280 / 4056) == 31
@@ -97,5 +97,5 @@ def test_tiny_box_gets_the_minimum_roi():
 )
 def test_bad_prompts_are_one_line_errors_in_display_pixels(box, message):
     with pytest.raises(PicosamError) as err:
-        sensor_roi_for_box(box, FULL, MIN_ROI_SENSOR_PIXELS, "square", "square")
+        sensor_roi_for_box(box, FULL, MIN_ROI_SENSOR_PIXELS, "square")
     assert message in str(err.value) and "\n" not in str(err.value)
