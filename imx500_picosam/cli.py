@@ -80,24 +80,65 @@ def main() -> None:
 @click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
               help="Frames per second written into the RPK's network_intrinsics.")
 @click.option("--tpc-version", default=None, help="edge-mdt-tpc version (default: the one matching the converter).")
+@click.option("--calibration", "calibration_path", type=click.Path(path_type=Path), default=None,
+              help="Calibrate on your own photos: a folder of photos (boxes sampled in each) or COCO instance "
+                   "annotations (.json, with --calibration-images; crops around the annotated objects). "
+                   "Default: the bundled photos (80 crops).")
+@click.option("--calibration-images", type=click.Path(path_type=Path), default=None,
+              help="With --calibration ANNOTATIONS.json: the folder of its images.")
+@click.option("--calibration-crops", type=click.IntRange(1, 100_000), default=None, metavar="N",
+              help="With --calibration: how many 96x96 crops MCT calibrates on (default 80, as the bundled set).")
 @click.option("--quiet", is_flag=True, help="Only the summary: no stage lines, no converter output (for CI logs).")
 def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs: int, inference_rate: float,
-          tpc_version: Optional[str], quiet: bool) -> None:
+          tpc_version: Optional[str], calibration_path: Optional[Path], calibration_images: Optional[Path],
+          calibration_crops: Optional[int], quiet: bool) -> None:
     """Quantize, convert and (on a Pi) package the firmware: what `make rpk` runs.
 
     Each stage is printed (on stderr) as it starts and ends, with its time, and the
     converter's own output as it runs; --quiet leaves only the summary."""
+    source = _calibration_source(calibration_path, calibration_images, calibration_crops)
     _quiet_tensorflow()
     from .firmware.build import BuildOptions, build_firmware, summary_lines
 
     outcome = build_firmware(
         BuildOptions(checkpoint=checkpoint, output_dir=output_dir, gptq=gptq, gptq_epochs=gptq_epochs,
-                     inference_rate=inference_rate, tpc_version=tpc_version),
+                     inference_rate=inference_rate, tpc_version=tpc_version, calibration=source),
         progress=None if quiet else (lambda line: click.echo(line, err=True)),
     )
     for line in summary_lines(outcome.report):
         click.echo(line, err=line.startswith("!!!"))
     click.echo(f"report       {outcome.report_path}")
+
+
+def _calibration_source(path: Optional[Path], images: Optional[Path], crops: Optional[int]):
+    """``build --calibration``'s photos as a :class:`~imx500_picosam.calibration.CalibrationSource`
+    (None: the bundled set), every mistake a one-line error before any work."""
+    from . import calibration
+
+    if path is None:
+        if images is not None or crops is not None:
+            raise PicosamError("--calibration-images and --calibration-crops go with --calibration PATH "
+                               "(the bundled set is fixed at 80 crops)")
+        return None
+    crops = crops or calibration.DEFAULT_CROPS
+    if path.is_dir():
+        if images is not None:
+            raise PicosamError(f"--calibration-images goes with COCO annotations; {path} is a folder of photos")
+        return calibration.photo_folder(path, crops)
+    if not path.exists():
+        raise PicosamError(f"{path}: not found (--calibration takes a folder of photos or COCO annotations .json)")
+    if path.suffix.lower() != ".json":
+        raise PicosamError(f"{path}: --calibration takes a folder of photos or COCO annotations .json, not a "
+                           f"{path.suffix or 'suffix-less'} file")
+    if images is None:
+        raise PicosamError(f"{path}: COCO annotations need their images: add --calibration-images DIR")
+    from .learn.data import load_instances
+
+    instances = load_instances(path, images)
+    boxes: dict = {}
+    for instance in instances.instances:
+        boxes.setdefault(instance.image_path, []).append(instance.box_xywh)
+    return calibration.annotated_photos(str(path), boxes, crops)
 
 
 @main.command("init-checkpoint")
