@@ -219,7 +219,11 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
 
 @main.command()
 @click.option("--rpk", "rpk_path", type=click.Path(path_type=Path), default=None,
-              help="A PicoSAM network.rpk: run it on the Raspberry Pi AI Camera (picamera2, Raspberry Pi OS).")
+              help="A PicoSAM network.rpk: run it on the Raspberry Pi AI Camera (picamera2, Raspberry Pi OS). "
+                   "A packerOut.zip is packaged first with imx500-package (into the cache; ROI rule from the "
+                   "build_report.json beside it, or --roi-rule).")
+@click.option("--fps", type=RATE_RANGE, default=None,
+              help="With --rpk: the camera's frame rate (default: the RPK's inference rate, else 30).")
 @click.option("--emulate", is_flag=True, help="Emulate the camera on this computer's CPU instead.")
 @click.option("--source", default=None, metavar="IMAGE|VIDEO|0",
               help="With --emulate: an image file, a video file, or a webcam index such as 0.")
@@ -242,8 +246,10 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
               help="With --headless: folder for frames.jsonl, masks/ and run.json.")
 @click.option("--roi-rule", type=click.Choice(["warp", "square"]), default=None,
               help="Override the model's ROI rule (default: the checkpoint's, or on the camera the RPK's "
-                   "network_intrinsics: input_aspect_ratio 1:1 is square, none is warp). run.json records it.")
-def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpoint: Optional[Path], engine: str,
+                   "network_intrinsics: input_aspect_ratio 1:1 is square, none is warp; with a packerOut.zip: the "
+                   "rule it is packaged with). run.json records it.")
+def demo(rpk_path: Optional[Path], fps: Optional[float], emulate: bool, source: Optional[str],
+         checkpoint: Optional[Path], engine: str,
          boxes: tuple, follow: bool, roi_latency: Optional[str], seed: int, headless: bool, frames: Optional[int],
          out_dir: Optional[Path], roi_rule: Optional[str]) -> None:
     """Segment what the camera sees: drag a box to prompt, r resets, q quits (or --headless)."""
@@ -256,6 +262,8 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
         raise PicosamError("--emulate needs --source IMAGE|VIDEO|0 (an image, a video file or a webcam index)")
     if rpk_path is not None and (source is not None or checkpoint is not None):
         raise PicosamError("--source and --checkpoint go with --emulate; on the camera the network is the one in the RPK")
+    if fps is not None and emulate:
+        raise PicosamError("--fps goes with --rpk (the camera's frame rate); the emulator runs as fast as it can")
     if rpk_path is not None and roi_latency is not None:
         raise PicosamError("--roi-latency goes with --emulate; the camera has its own lag (measured in run.json)")
     if headless and out_dir is None:
@@ -277,7 +285,8 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
                                                       log=lambda line: click.echo(line, err=True),
                                                       roi_latency=latency, seed=seed, roi_rule=roi_rule)
     else:
-        backend, run_info, warning = camera_backend(rpk_path, roi_rule=roi_rule)
+        backend, run_info, warning = camera_backend(rpk_path, roi_rule=roi_rule, fps=fps,
+                                                    log=lambda line: click.echo(line, err=True))
 
     with Session(backend, boxes=prompt_boxes, follow=follow) as session:
         if headless:
