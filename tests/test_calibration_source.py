@@ -209,9 +209,11 @@ def test_the_build_report_records_the_calibration_set(rule_checkpoints, photos, 
                            calibration=photo_folder(photos, crops=7))
     outcome = build_firmware(options, progress=heard.append)
     quant = outcome.report["quantization"]
-    assert quant["calibration_crops"] == 7 and quant["calibration_photos"] == 4
+    assert quant["calibration_crops"] == 7 and len(quant["calibration_photos"]) == 4
+    assert {Path(p).parent for p in quant["calibration_photos"]} == {photos, photos / "sub"}
     facts = quant["calibration_source"]
     assert facts["kind"] == "photos" and facts["path"] == str(photos) and facts["crops"] == 7
+    assert facts["photos"] == 4 and facts["requested_crops"] == 7
     assert facts["fingerprint"] == photo_folder(photos, crops=7).fingerprint("warp")
     assert outcome.report["model"]["roi_rule"] == "warp"
     assert any(f"7 crops from 4 photos of {photos}, ROI rule warp" in line for line in heard)

@@ -60,12 +60,13 @@ def mask_agreement(float_model, quantized_model, images: np.ndarray) -> Dict[str
     }
 
 
-def _calibration_facts(source: Optional[CalibrationSource], crops: int, fingerprint: str) -> Dict[str, Any]:
+def _calibration_facts(source: Optional[CalibrationSource], crops, fingerprint: str) -> Dict[str, Any]:
     """What the report says about the calibration data: the bundled photos, or the user's own."""
-    if source is None:
-        return {"kind": "bundled", "path": None, "crops": crops, "fingerprint": fingerprint}
-    return {"kind": source.kind, "path": source.label, "crops": crops, "requested_crops": source.crops,
-            "fingerprint": fingerprint}
+    facts = {"kind": "bundled" if source is None else source.kind, "path": None if source is None else source.label,
+             "crops": len(crops.images), "photos": len({photo for photo, _ in crops.sources})}
+    if source is not None:
+        facts["requested_crops"] = source.crops
+    return {**facts, "fingerprint": fingerprint}
 
 
 def _tensor_dicts(tensors) -> List[Dict[str, Any]]:
@@ -189,9 +190,8 @@ def build_firmware(options: BuildOptions, progress: Optional[Callable[[str], Non
             "method": quant.method,
             "gptq_epochs": quant.gptq_epochs,
             "calibration_crops": quant.calibration_crops,
-            "calibration_photos": sorted({source for source, _ in calib.sources})
-            if options.calibration is None else len({source for source, _ in calib.sources}),
-            "calibration_source": _calibration_facts(options.calibration, len(calib.images),
+            "calibration_photos": sorted({source for source, _ in calib.sources}),
+            "calibration_source": _calibration_facts(options.calibration, calib,
                                                      settings.calibration_fingerprint(ckpt.roi_rule)),
             "quantized_model": str(quant.model_path),
             "from_cache": quantized.from_cache,
