@@ -9,10 +9,11 @@ roles (``calibration`` vs ``held_out``) are listed in ``calibration_data/manifes
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -99,3 +100,105 @@ def load_crops(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBR
     if not crops:
         raise PicosamError(f"{manifest_path}: no photos with role '{role}'")
     return CropSet(images=np.stack(crops).astype(np.float32), sources=tuple(sources))
+
+
+# --- Your own calibration data (``picosam build --calibration PATH``) ---------------------------
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_CROPS = 80  # the bundled set's count: 5 calibration photos x 16 crops
+MAX_CROPS = 100_000
+USER_SEED = 20261124  # the bundled manifest's seed: one draw rule for every set
+
+
+@dataclass(frozen=True)
+class CalibrationSource:
+    """Photos of your own to calibrate on, instead of the bundled set: ``crops`` crops, each cut
+    with the checkpoint's ROI rule around a prompt box. ``boxes`` per photo are the objects'
+    boxes (from COCO annotations); ``None`` samples object-like boxes as the bundled set does.
+    Deterministic: the same source gives the same crops, and :meth:`fingerprint` keys the
+    quantized-model cache by the photos' contents, the boxes, the count and the rule."""
+
+    label: str  # what the user gave: the folder or the annotations file
+    kind: str  # "photos" or "coco"
+    photos: Tuple[Tuple[str, Optional[Tuple[Tuple[float, float, float, float], ...]]], ...]
+    crops: int = DEFAULT_CROPS
+
+    def plan(self) -> List[Tuple[int, Tuple[float, float, float, float]]]:
+        """(photo index, box) for every crop, in order; with sampled boxes the photos' sizes
+        are read from their headers."""
+        from .images import image_size
+
+        rng = np.random.default_rng([USER_SEED, self.crops])
+        if self.kind == "coco":  # a seeded choice of the annotated objects
+            pool = [(index, box) for index, (_, boxes) in enumerate(self.photos) for box in boxes or ()]
+            order = rng.permutation(len(pool))[: self.crops]
+            return sorted(pool[i] for i in order)
+        # The photos take turns, in a seeded order: fewer crops than photos still spreads them.
+        share, extra = divmod(self.crops, len(self.photos))
+        rank = np.argsort(rng.permutation(len(self.photos)))
+        plan = []
+        for index, (path, _) in enumerate(self.photos):
+            count = share + int(rank[index] < extra)
+            if count:
+                width, height = image_size(Path(path))
+                photo_rng = np.random.default_rng([USER_SEED, index])
+                plan += [(index, box) for box in sample_boxes(width, height, count, photo_rng)]
+        return plan
+
+    def fingerprint(self, rule: str) -> str:
+        """Changes whenever :meth:`load` would return other crops."""
+        plan = self.plan()
+        used = sorted({index for index, _ in plan})
+        return sha256_json({"kind": self.kind, "roi_rule": rule, "boxes": [[i, list(b)] for i, b in plan],
+                            "photos": {str(i): sha256_of(self.photos[i][0]) for i in used}})
+
+    def load(self, rule: str) -> CropSet:
+        return _load_source(self, rule)
+
+
+@functools.lru_cache(maxsize=2)  # the build reads them, then quantize (and its cache key)
+def _load_source(source: CalibrationSource, rule: str) -> CropSet:
+    from tqdm import tqdm
+
+    plan = source.plan()
+    crops, sources, current, image = [], [], None, None
+    for index, box in tqdm(plan, desc="calibration crops", unit="crop", disable=None, leave=False):
+        path = source.photos[index][0]
+        if index != current:
+            image, current = load_image_rgb(Path(path)), index
+        height, width = image.shape[:2]
+        roi = roi_from_box(box, width, height, rule=rule)
+        crops.append(to_model_range(crop_to_model_input(image, roi)))
+        sources.append((path, box))
+    return CropSet(images=np.stack(crops).astype(np.float32), sources=tuple(sources))
+
+
+def photo_folder(folder: Path, crops: int = DEFAULT_CROPS) -> CalibrationSource:
+    """Every photo under ``folder`` (``PHOTO_SUFFIXES``, sorted, hidden files left out), taking
+    turns to give ``crops`` crops around sampled object-like boxes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PicosamError(f"{folder}: calibration folder not found")
+    photos = sorted(str(p) for p in folder.rglob("*")
+                    if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not photos:
+        raise PicosamError(f"{folder}: no photos in it ({', '.join(PHOTO_SUFFIXES)})")
+    return CalibrationSource(label=str(folder), kind="photos", photos=tuple((p, None) for p in photos),
+                             crops=_checked_crops(crops))
+
+
+def annotated_photos(label: str, boxes_by_photo, crops: int = DEFAULT_CROPS) -> CalibrationSource:
+    """Annotated objects (``{photo path: [box xywh, ...]}``, e.g. a COCO file's instances):
+    ``crops`` of them, a seeded choice, each cut around its own box."""
+    photos = tuple((str(path), tuple(tuple(float(v) for v in box) for box in boxes))
+                   for path, boxes in sorted(boxes_by_photo.items()) if boxes)
+    if not photos:
+        raise PicosamError(f"{label}: no annotated objects to calibrate on")
+    return CalibrationSource(label=str(label), kind="coco", photos=photos, crops=_checked_crops(crops))
+
+
+def _checked_crops(crops: int) -> int:
+    if not 1 <= int(crops) <= MAX_CROPS:
+        raise PicosamError(f"calibration crops {crops}: give 1 to {MAX_CROPS}")
+    return int(crops)

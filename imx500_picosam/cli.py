@@ -80,24 +80,65 @@ def main() -> None:
 @click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
               help="Frames per second written into the RPK's network_intrinsics.")
 @click.option("--tpc-version", default=None, help="edge-mdt-tpc version (default: the one matching the converter).")
+@click.option("--calibration", "calibration_path", type=click.Path(path_type=Path), default=None,
+              help="Calibrate on your own photos: a folder of photos (boxes sampled in each) or COCO instance "
+                   "annotations (.json, with --calibration-images; crops around the annotated objects). "
+                   "Default: the bundled photos (80 crops).")
+@click.option("--calibration-images", type=click.Path(path_type=Path), default=None,
+              help="With --calibration ANNOTATIONS.json: the folder of its images.")
+@click.option("--calibration-crops", type=click.IntRange(1, 100_000), default=None, metavar="N",
+              help="With --calibration: how many 96x96 crops MCT calibrates on (default 80, as the bundled set).")
 @click.option("--quiet", is_flag=True, help="Only the summary: no stage lines, no converter output (for CI logs).")
 def build(checkpoint: Optional[Path], output_dir: Path, gptq: bool, gptq_epochs: int, inference_rate: float,
-          tpc_version: Optional[str], quiet: bool) -> None:
+          tpc_version: Optional[str], calibration_path: Optional[Path], calibration_images: Optional[Path],
+          calibration_crops: Optional[int], quiet: bool) -> None:
     """Quantize, convert and (on a Pi) package the firmware: what `make rpk` runs.
 
     Each stage is printed (on stderr) as it starts and ends, with its time, and the
     converter's own output as it runs; --quiet leaves only the summary."""
+    source = _calibration_source(calibration_path, calibration_images, calibration_crops)
     _quiet_tensorflow()
     from .firmware.build import BuildOptions, build_firmware, summary_lines
 
     outcome = build_firmware(
         BuildOptions(checkpoint=checkpoint, output_dir=output_dir, gptq=gptq, gptq_epochs=gptq_epochs,
-                     inference_rate=inference_rate, tpc_version=tpc_version),
+                     inference_rate=inference_rate, tpc_version=tpc_version, calibration=source),
         progress=None if quiet else (lambda line: click.echo(line, err=True)),
     )
     for line in summary_lines(outcome.report):
         click.echo(line, err=line.startswith("!!!"))
     click.echo(f"report       {outcome.report_path}")
+
+
+def _calibration_source(path: Optional[Path], images: Optional[Path], crops: Optional[int]):
+    """``build --calibration``'s photos as a :class:`~imx500_picosam.calibration.CalibrationSource`
+    (None: the bundled set), every mistake a one-line error before any work."""
+    from . import calibration
+
+    if path is None:
+        if images is not None or crops is not None:
+            raise PicosamError("--calibration-images and --calibration-crops go with --calibration PATH "
+                               "(the bundled set is fixed at 80 crops)")
+        return None
+    crops = crops or calibration.DEFAULT_CROPS
+    if path.is_dir():
+        if images is not None:
+            raise PicosamError(f"--calibration-images goes with COCO annotations; {path} is a folder of photos")
+        return calibration.photo_folder(path, crops)
+    if not path.exists():
+        raise PicosamError(f"{path}: not found (--calibration takes a folder of photos or COCO annotations .json)")
+    if path.suffix.lower() != ".json":
+        raise PicosamError(f"{path}: --calibration takes a folder of photos or COCO annotations .json, not a "
+                           f"{path.suffix or 'suffix-less'} file")
+    if images is None:
+        raise PicosamError(f"{path}: COCO annotations need their images: add --calibration-images DIR")
+    from .learn.data import load_instances
+
+    instances = load_instances(path, images)
+    boxes: dict = {}
+    for instance in instances.instances:
+        boxes.setdefault(instance.image_path, []).append(instance.box_xywh)
+    return calibration.annotated_photos(str(path), boxes, crops)
 
 
 @main.command("init-checkpoint")
@@ -178,7 +219,11 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
 
 @main.command()
 @click.option("--rpk", "rpk_path", type=click.Path(path_type=Path), default=None,
-              help="A PicoSAM network.rpk: run it on the Raspberry Pi AI Camera (picamera2, Raspberry Pi OS).")
+              help="A PicoSAM network.rpk: run it on the Raspberry Pi AI Camera (picamera2, Raspberry Pi OS). "
+                   "A packerOut.zip is packaged first with imx500-package (into the cache; ROI rule from the "
+                   "build_report.json beside it, or --roi-rule).")
+@click.option("--fps", type=RATE_RANGE, default=None,
+              help="With --rpk: the camera's frame rate (default: the RPK's inference rate, else 30).")
 @click.option("--emulate", is_flag=True, help="Emulate the camera on this computer's CPU instead.")
 @click.option("--source", default=None, metavar="IMAGE|VIDEO|0",
               help="With --emulate: an image file, a video file, or a webcam index such as 0.")
@@ -201,8 +246,10 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
               help="With --headless: folder for frames.jsonl, masks/ and run.json.")
 @click.option("--roi-rule", type=click.Choice(["warp", "square"]), default=None,
               help="Override the model's ROI rule (default: the checkpoint's, or on the camera the RPK's "
-                   "network_intrinsics: input_aspect_ratio 1:1 is square, none is warp). run.json records it.")
-def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpoint: Optional[Path], engine: str,
+                   "network_intrinsics: input_aspect_ratio 1:1 is square, none is warp; with a packerOut.zip: the "
+                   "rule it is packaged with). run.json records it.")
+def demo(rpk_path: Optional[Path], fps: Optional[float], emulate: bool, source: Optional[str],
+         checkpoint: Optional[Path], engine: str,
          boxes: tuple, follow: bool, roi_latency: Optional[str], seed: int, headless: bool, frames: Optional[int],
          out_dir: Optional[Path], roi_rule: Optional[str]) -> None:
     """Segment what the camera sees: drag a box to prompt, r resets, q quits (or --headless)."""
@@ -215,6 +262,8 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
         raise PicosamError("--emulate needs --source IMAGE|VIDEO|0 (an image, a video file or a webcam index)")
     if rpk_path is not None and (source is not None or checkpoint is not None):
         raise PicosamError("--source and --checkpoint go with --emulate; on the camera the network is the one in the RPK")
+    if fps is not None and emulate:
+        raise PicosamError("--fps goes with --rpk (the camera's frame rate); the emulator runs as fast as it can")
     if rpk_path is not None and roi_latency is not None:
         raise PicosamError("--roi-latency goes with --emulate; the camera has its own lag (measured in run.json)")
     if headless and out_dir is None:
@@ -236,7 +285,8 @@ def demo(rpk_path: Optional[Path], emulate: bool, source: Optional[str], checkpo
                                                       log=lambda line: click.echo(line, err=True),
                                                       roi_latency=latency, seed=seed, roi_rule=roi_rule)
     else:
-        backend, run_info, warning = camera_backend(rpk_path, roi_rule=roi_rule)
+        backend, run_info, warning = camera_backend(rpk_path, roi_rule=roi_rule, fps=fps,
+                                                    log=lambda line: click.echo(line, err=True))
 
     with Session(backend, boxes=prompt_boxes, follow=follow) as session:
         if headless:

@@ -47,5 +47,5 @@ def test_the_cache_key_follows_weights_settings_and_calibration(quantized_picosa
     assert path != quantize._cache_path(checkpoint, QuantizationSettings(tpc_version="4.0"), ".keras")
     other = initialise_checkpoint(tmp_path / "other.weights.h5", seed=4)
     assert path != quantize._cache_path(other, default, ".keras")
-    monkeypatch.setattr(quantize, "crops_fingerprint", lambda role: "other photos")
+    monkeypatch.setattr(quantize, "crops_fingerprint", lambda role, rule: "other photos")
     assert path != quantize._cache_path(checkpoint, default, ".keras")

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import numpy as np
 
 from ..atomic import atomic_path, write_json
+from ..calibration import CalibrationSource
 from ..errors import PicosamError
 from ..metrics import mask_iou
 from ..model.resolve import UNTRAINED_WARNING, is_untrained, resolve_checkpoint
@@ -36,6 +37,7 @@ class BuildOptions:
     gptq_epochs: int = 5
     inference_rate: float = 30.0
     tpc_version: Optional[str] = None  # None: the one matching the installed converter
+    calibration: Optional[CalibrationSource] = None  # None: the bundled photos (calibration.load_crops)
 
 
 @dataclass
@@ -56,6 +58,15 @@ def mask_agreement(float_model, quantized_model, images: np.ndarray) -> Dict[str
         "float_foreground_fraction": round(float(float_masks.mean()), 4),
         "rule": AGREEMENT_RULE,
     }
+
+
+def _calibration_facts(source: Optional[CalibrationSource], crops, fingerprint: str) -> Dict[str, Any]:
+    """What the report says about the calibration data: the bundled photos, or the user's own."""
+    facts = {"kind": "bundled" if source is None else source.kind, "path": None if source is None else source.label,
+             "crops": len(crops.images), "photos": len({photo for photo, _ in crops.sources})}
+    if source is not None:
+        facts["requested_crops"] = source.crops
+    return {**facts, "fingerprint": fingerprint}
 
 
 def _tensor_dicts(tensors) -> List[Dict[str, Any]]:
@@ -121,12 +132,19 @@ def _build_firmware(options: BuildOptions, progress: Optional[Callable[[str], No
         if unsupported:
             raise PicosamError(f"{ckpt.weights_path}: layers the IMX500 converter refuses: {unsupported}")
 
+    settings = quantize.QuantizationSettings(options.tpc_version, options.gptq, options.gptq_epochs,
+                                             calibration=options.calibration)
     with stage("calibration_data"):
-        calib = calibration.load_crops("calibration", rule=ckpt.roi_rule)
+        calib = settings.calibration_crops(ckpt.roi_rule)
+        if options.calibration is not None and progress:
+            photos = len({source for source, _ in calib.sources})
+            short = f" (it has fewer objects than the {options.calibration.crops} asked for)" \
+                if len(calib.images) < options.calibration.crops else ""
+            progress(f"    {len(calib.images)} crops from {photos} photos of {options.calibration.label}, "
+                     f"ROI rule {ckpt.roi_rule}{short}")
         held_out = calibration.load_crops("held_out", rule=ckpt.roi_rule)
 
     with stage("quantize"):
-        settings = quantize.QuantizationSettings(options.tpc_version, options.gptq, options.gptq_epochs)
         quantized = quantize.quantized_as_built(ckpt, settings, float_model=float_model, log=progress)
         quantized_model = quantized.model
         # The build folder keeps its own copy of what the converter reads.
@@ -181,6 +199,8 @@ def _build_firmware(options: BuildOptions, progress: Optional[Callable[[str], No
             "gptq_epochs": quant.gptq_epochs,
             "calibration_crops": quant.calibration_crops,
             "calibration_photos": sorted({source for source, _ in calib.sources}),
+            "calibration_source": _calibration_facts(options.calibration, calib,
+                                                     settings.calibration_fingerprint(ckpt.roi_rule)),
             "quantized_model": str(quant.model_path),
             "from_cache": quantized.from_cache,
             "quantize_seconds": round(quant.seconds, 2),
@@ -212,6 +232,12 @@ def _build_firmware(options: BuildOptions, progress: Optional[Callable[[str], No
     return BuildOutcome(report_path=report_path, report=report, warnings=warnings)
 
 
+def _calibration_origin(facts: Optional[Dict[str, Any]]) -> str:
+    if not facts or facts["kind"] == "bundled":
+        return ""
+    return f" from {facts['path']}"
+
+
 def summary_lines(report: Dict[str, Any]) -> List[str]:
     """The short summary ``make rpk`` prints."""
     conv, model_info, agree = report["converter"], report["model"], report["float_vs_quantized"]
@@ -224,6 +250,7 @@ def summary_lines(report: Dict[str, Any]) -> List[str]:
         f"checkpoint   {report['checkpoint']['weights']} ({report['checkpoint']['provenance']['kind']})",
         f"quantized    MCT {report['toolchain']['model-compression-toolkit']} {report['quantization']['method'].upper()}, "
         f"TPC {report['toolchain']['tpc_version']}, {report['quantization']['calibration_crops']} calibration crops"
+        + _calibration_origin(report["quantization"].get("calibration_source"))
         + (" (from the cache)" if report["quantization"].get("from_cache") else ""),
         f"agreement    float vs quantized masks: mean IoU {agree['mean_iou']:.3f} on {agree['crops']} held-out crops",
         f"converter    imxconv-tf {report['toolchain']['imx500-converter']}: {conv['memory_usage_mb']:.2f} MB of "

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import numpy as np
 
 from ..atomic import atomic_path, write_json
-from ..calibration import crops_fingerprint, load_crops
+from ..calibration import CalibrationSource, crops_fingerprint, load_crops
 from ..model.checkpoint import load_model
 from ..errors import PicosamError
 from ..hashing import sha256_json
@@ -150,6 +150,16 @@ class QuantizationSettings:
     tpc_version: Optional[str] = None
     gptq: bool = False
     gptq_epochs: int = 5
+    calibration: Optional[CalibrationSource] = None  # None: the bundled photos
+
+    def calibration_crops(self, rule: str):
+        """The crops MCT calibrates on, cut with ROI rule ``rule`` (the checkpoint's)."""
+        return self.calibration.load(rule) if self.calibration else load_crops("calibration", rule=rule)
+
+    def calibration_fingerprint(self, rule: str) -> str:
+        if self.calibration:
+            return self.calibration.fingerprint(rule)
+        return crops_fingerprint("calibration", rule=rule)
 
     def resolved(self) -> "QuantizationSettings":
         return replace(self, tpc_version=self.tpc_version or converter_tpc_version())
@@ -187,9 +197,10 @@ def quantized_as_built(checkpoint, settings: QuantizationSettings = Quantization
         except Exception as err:  # a damaged cache entry is made again, never trusted
             say(f"{path}: unreadable cached model ({err.__class__.__name__}); quantizing again")
     say(f"quantizing {checkpoint.describe()} with MCT as `make rpk` does (TPC {settings.tpc_version}, "
-        f"{'GPTQ' if settings.gptq else 'PTQ'}; about 20 s for PTQ) ...")
+        f"{'GPTQ' if settings.gptq else 'PTQ'}, calibrated on "
+        f"{settings.calibration.label if settings.calibration else 'the bundled photos'}; about 20 s for PTQ) ...")
     float_model = float_model if float_model is not None else load_model(checkpoint)
-    images = load_crops("calibration", rule=checkpoint.roi_rule).images
+    images = settings.calibration_crops(checkpoint.roi_rule).images
     started = time.perf_counter()
     model = quantize_model(float_model, images, tpc_version=settings.tpc_version, gptq=settings.gptq,
                            gptq_epochs=settings.gptq_epochs)
@@ -232,7 +243,7 @@ def _cache_facts(checkpoint, settings: QuantizationSettings) -> Dict[str, Any]:
         "method": "gptq" if settings.gptq else "ptq",
         "gptq_epochs": settings.gptq_epochs if settings.gptq else None,
         "versions": quantization_versions(),
-        "calibration": crops_fingerprint("calibration", rule=checkpoint.roi_rule),
+        "calibration": settings.calibration_fingerprint(checkpoint.roi_rule),
     }
 
 
