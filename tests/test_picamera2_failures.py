@@ -155,3 +155,11 @@ def test_the_input_tensor_is_a_tuple_of_ints_and_bytes_are_refused(picosam_rpk, 
     # wrong dict); the offsets it reads from the RPK
     assert imx500.config["input_tensor"]["div_val"] == [1024, 1024, 1024]
     assert imx500.config["input_tensor"]["div_shift"] == 6
+
+
+def test_the_smoke_test_on_the_pi_says_the_clash_in_one_line(broken_picamera2):
+    from imx500_picosam.deploy import smoke
+
+    broken_picamera2(f"raise ValueError({ABI_CLASH!r})")
+    text = one_line(pytest.raises(PicosamError, smoke._import_picamera2).value)
+    assert "the smoke test" in text and "pip uninstall -y numpy" in text
