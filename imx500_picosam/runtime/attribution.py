@@ -13,8 +13,9 @@ still possibly in flight; the output belongs to the best match. The sensor takes
 the order they were sent, so once a frame is attributed to an ROI, older ones are no longer
 candidates. A frame whose tensor matches no candidate well enough is dropped ("unmatched").
 Candidates that score almost equally (within ``min_margin``) are one answer when their ROIs
-lie within ``same_answer_px`` frame pixels of each other on every edge -- whichever was
-used, the mask lands within that distance -- and the best one is shown ("grouped", counted):
+lie within ``AttributionSettings.same_answer_limit`` frame pixels of each other on every edge
+(3 px, or 3 cells of the 96x96 output as drawn in the frame, whichever is more) -- whichever
+was used, the mask lands within that distance -- and the best one is shown ("grouped", counted):
 a prompt that moves a few pixels per frame makes exactly such near-identical ROIs. Only
 near-equal candidates further apart than that are dropped ("ambiguous"): a dropped frame
 costs a mask, a wrong match would draw a mask into a box it was not computed for.
