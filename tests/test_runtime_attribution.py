@@ -19,7 +19,7 @@ from conftest import PHOTOS
 from imx500_picosam.geometry import crop_to_model_input
 from imx500_picosam.runtime import EmulatorBackend, IMX500Backend, Session, open_source
 from imx500_picosam.geometry import Roi
-from imx500_picosam.runtime.attribution import RoiAttributor, grey_signature
+from imx500_picosam.runtime.attribution import AttributionSettings, RoiAttributor, grey_signature
 
 BOXES = [(250, 150, 130, 110), (50, 300, 100, 100), (450, 50, 150, 75), (30, 30, 60, 80)]  # on a 640x480 stream
 MAIN = (640, 480)
