@@ -26,10 +26,10 @@ import cv2  # noqa: E402
 from imx500_picosam.firmware.engines import load_engine  # noqa: E402
 from imx500_picosam.model.resolve import resolve_checkpoint  # noqa: E402
 from imx500_picosam.runtime import EmulatorBackend, Session, open_source  # noqa: E402
+from imx500_picosam.runtime.attribution import AttributionSettings  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parents[1] / "imx500_picosam" / "calibration_data" / "photos" / "chelsea.png"
 BOX = (150, 60, 200, 200)
-LATENCIES = [0, 1, 2, 3, (0, 3)]
 
 
 def write_pan(path: Path, step: int, frames: int) -> Path:
@@ -60,9 +60,9 @@ def edge_offset(a, b) -> int:
     return max(abs(a.x0 - b.x0), abs(a.y0 - b.y0), abs(a.x1 - b.x1), abs(a.y1 - b.y1))
 
 
-def run(engine, video: Path, latency, seed: int, frames: int):
+def run(engine, video: Path, latency, seed: int, frames: int, settings: AttributionSettings = AttributionSettings()):
     backend = RecordingEmulator(open_source(str(video)), engine, roi_latency=latency, seed=seed)
-    with Session(backend, boxes=[BOX], follow=True) as session:
+    with Session(backend, boxes=[BOX], follow=True, attribution=settings) as session:
         results = []
         while len(results) < frames and (step := session.step()) is not None:
             results.append(step.result)
@@ -79,17 +79,26 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", default="8,2", help="pan speeds, pixels per frame")
+    parser.add_argument("--latencies", default="0,1,2,3,0-3", help="fixed ROI latencies, or LOW-HIGH jittered")
+    parser.add_argument("--same-answer-px", type=float, default=None, help="override AttributionSettings")
+    parser.add_argument("--same-answer-cells", type=float, default=None, help="override AttributionSettings")
     args = parser.parse_args()
+    overrides = {name: value for name, value in (("same_answer_px", args.same_answer_px),
+                                                 ("same_answer_cells", args.same_answer_cells)) if value is not None}
+    settings = AttributionSettings(**overrides)
+    latencies = [tuple(int(v) for v in item.split("-")) if "-" in item else int(item)
+                 for item in args.latencies.split(",")]
     engine = load_engine(resolve_checkpoint(args.checkpoint), "tflite")
     seeds = [int(s) for s in args.seeds.split(",")]
     totals = {"frames": 0, "masks": 0, "wrong": 0, "runs": 0}
     worst_share, worst_offset = 1.0, 0
     with tempfile.TemporaryDirectory() as tmp:
-        for step in (8, 2):
+        for step in (int(v) for v in args.steps.split(",")):
             video = write_pan(Path(tmp) / f"pan{step}.avi", step, args.frames)
-            for latency in LATENCIES:
+            for latency in latencies:
                 for seed in seeds:
-                    n, masks, wrong, attribution, lost = run(engine, video, latency, seed, args.frames)
+                    n, masks, wrong, attribution, lost = run(engine, video, latency, seed, args.frames, settings)
                     share = masks / n
                     worst_share = min(worst_share, share)
                     worst_offset = max([worst_offset] + wrong)

@@ -160,11 +160,14 @@ def _read_bytes(path: Path) -> bytes:
             raise _error(path, f"{info.st_size:,} bytes, more than any IMX500 network package "
                                f"(at most {MAX_PACKAGE_BYTES:,}); refusing to read it")
         try:
-            data = handle.read(MAX_PACKAGE_BYTES + 1)
+            # What fstat says, and one byte more to see growth: read(MAX + 1) would allocate
+            # 64 MiB for any file (a Pi Zero 2 W has 512 MB).
+            data = handle.read(info.st_size + 1)
         except OSError as err:
             raise _error(path, f"cannot read: {err.strerror or err}") from err
-    if len(data) > MAX_PACKAGE_BYTES:
-        raise _error(path, f"grew past {MAX_PACKAGE_BYTES:,} bytes while being read; refusing it")
+    if len(data) > info.st_size:
+        raise _error(path, f"grew past the {info.st_size:,} bytes it had when opened while being read "
+                           "(is it still being written?); refusing it")
     return data
 
 

@@ -105,7 +105,16 @@ def test_camera_listing_picamera2_version_and_the_optional_overlay(tmp_path):
     checks = by_name(run_checks(system(root, run=commands(listing="No cameras available!\n"),
                                        version_of=versions(picamera2="0.3.31")), "pi"))
     assert checks["libcamera camera"].ok is False and "lists no imx500" in checks["libcamera camera"].detail
-    assert checks["picamera2"].ok is False and "needs >= 0.3.38" in checks["picamera2"].detail
+    # 0.3.31 has every call demo --rpk makes (since 0.3.22) but not tensor injection (0.3.32)
+    assert checks["picamera2"].ok is True and "evaluate --on-camera needs >= 0.3.32" in checks["picamera2"].detail
+    injection = by_name(run_checks(system(root, version_of=versions(picamera2="0.3.31")), "pi", injection=True))
+    assert injection["picamera2"].ok is False and "needs >= 0.3.32" in injection["picamera2"].detail
+    fix = injection["picamera2"].fix
+    assert fix.startswith("sudo apt update && sudo apt install python3-picamera2") and "--only-upgrade" not in fix
+    old = by_name(run_checks(system(root, version_of=versions(picamera2="0.3.21")), "pi"))["picamera2"]
+    assert old.ok is False and "needs >= 0.3.22" in old.detail
+    ok = by_name(run_checks(system(root, version_of=versions(picamera2="0.3.32")), "pi", injection=True))["picamera2"]
+    assert ok.ok is True and ok.detail == "0.3.32 (imports)"
     assert checks["injection overlay"].ok is None  # not asked for: reported, not failed
     assert checks["injection overlay"].line().startswith("SKIP injection overlay")
     root2 = healthy_pi(tmp_path / "b", config_line="dtoverlay=imx500,cam1,bypass-cache")

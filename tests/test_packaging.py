@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from typing import Optional
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,77 @@ def test_base_install_runs_the_camera_side_without_tensorflow(wheel, tmp_path, v
             "Error: tensorflow is not installed; this command needs the build toolchain: "
             "pip install 'imx500-picosam[build]'"]
     assert not (tmp_path / "fw").exists() and not (tmp_path / "i.weights.h5").exists()
+
+
+# -- beside Raspberry Pi OS: apt's numpy kept, and Python 3.13 (Trixie) ---------------------------
+
+BOOKWORM_NUMPY = "1.24.2"  # python3-numpy in Raspberry Pi OS Bookworm, which apt's picamera2 is built against
+
+
+def _python313() -> Optional[str]:
+    """A Python 3.13 interpreter ($PICOSAM_PYTHON313, python3.13 on PATH, or pyenv's), or None."""
+    candidates = [os.environ.get("PICOSAM_PYTHON313"), shutil.which("python3.13")]
+    candidates += sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob("3.13*/bin/python3.13"))
+    for candidate in candidates:  # a pyenv shim on PATH may name a version it will not run
+        if candidate and Path(candidate).is_file() and subprocess.run(
+                [candidate, "-c", "import sys, venv; assert sys.version_info[:2] == (3, 13)"],
+                capture_output=True, timeout=60).returncode == 0:
+            return candidate
+    return None
+
+
+def _camera_side_commands_run(venv_dir: Path, cwd: Path) -> None:
+    """`picosam --help`, `doctor --profile all` and `rpk inspect` end without a traceback."""
+    picosam = venv_dir / "bin" / "picosam"
+    helped = _run([picosam, "--help"], cwd=cwd, timeout=120)
+    assert helped.returncode == 0 and "Traceback" not in helped.stderr, helped.stderr[-2000:]
+    doctor = _run([picosam, "doctor", "--profile", "all"], cwd=cwd, timeout=300)
+    # This machine is no Pi (and the toolchain is not installed): lines FAIL, none crashes.
+    assert doctor.returncode in (0, 1) and "Traceback" not in doctor.stdout + doctor.stderr, doctor.stderr[-2000:]
+    lines = [line for line in doctor.stdout.splitlines() if line.strip()]
+    checks = [line for line in lines if re.match(r"(OK  |FAIL|SKIP) ", line)]
+    assert len(checks) >= 10 and any(line.startswith("FAIL picamera2") for line in checks), doctor.stdout
+    inspected = _run([picosam, "rpk", "inspect", RPK_FIXTURES / "imx500_network_deeplabv3plus.rpk"], cwd=cwd,
+                     timeout=120)
+    assert inspected.returncode == 0 and "Traceback" not in inspected.stderr, inspected.stderr[-2000:]
+    assert "input" in inspected.stdout.lower()
+
+
+def _numpy_version(python: Path, cwd: Path) -> str:
+    shown = _run([python, "-c", "import numpy; print(numpy.__version__)"], cwd=cwd, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    return shown.stdout.strip()
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="Bookworm's numpy 1.24.2 is a Python 3.11 build")
+def test_base_install_keeps_bookworms_numpy_1_24_2(wheel, tmp_path, venv_dir):
+    """A venv that already has numpy 1.24.2 (as a --system-site-packages venv on Bookworm sees
+    apt's) keeps it: the base install picks an OpenCV that accepts numpy 1, so apt's picamera2
+    (built against numpy 1) still imports."""
+    python = _fresh_venv(venv_dir)
+    _pip_install(python, f"numpy=={BOOKWORM_NUMPY}")
+    _pip_install(python, wheel)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert _numpy_version(python, elsewhere) == BOOKWORM_NUMPY
+    opencv = _run([python, "-c", "import cv2; print(cv2.__version__)"], cwd=elsewhere, timeout=120)
+    assert opencv.returncode == 0, opencv.stderr[-2000:]  # the OpenCV picked runs on numpy 1.24.2
+    _camera_side_commands_run(venv_dir, elsewhere)
+    assert _numpy_version(python, elsewhere) == BOOKWORM_NUMPY
+
+
+def test_base_install_on_python_3_13(wheel, tmp_path, venv_dir):
+    """Raspberry Pi OS Trixie's Python: the base install and the camera-side commands work."""
+    interpreter = _python313()
+    if interpreter is None:
+        pytest.skip("no Python 3.13 interpreter here (set PICOSAM_PYTHON313, or install python3.13)")
+    result = _run([interpreter, "-m", "venv", venv_dir], cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    python = venv_dir / "bin" / "python"
+    _pip_install(python, wheel)
+    version = _run([python, "-c", "import sys; print(sys.version_info[:2])"], cwd=tmp_path, timeout=60)
+    assert version.stdout.strip() == "(3, 13)"
+    assert not _installed_distributions(python) & HEAVY_DISTRIBUTIONS
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _camera_side_commands_run(venv_dir, elsewhere)

@@ -371,3 +371,35 @@ def test_picosam_commands_show_rpk_errors_as_one_line(tmp_path: Path) -> None:
                                 catch_exceptions=False)
     assert result.exit_code == 1 and "broken.rpk" in result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_a_read_allocates_what_fstat_says_not_the_64_mib_limit(tmp_path):
+    """Every RPK read used to allocate MAX_PACKAGE_BYTES + 1 (64 MiB) whatever the file's size;
+    a Pi Zero 2 W has 512 MB. Reading a small package now peaks near its own size."""
+    import tracemalloc
+
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"9464" + bytes(100_000))
+    tracemalloc.start()
+    try:
+        data = rpk._read_bytes(small)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data == small.read_bytes()
+    assert peak < 1 << 20, f"reading a 100 kB file peaked at {peak:,} bytes"
+
+
+def test_a_file_that_grows_while_read_is_refused(tmp_path, monkeypatch):
+    grown = tmp_path / "grown.rpk"
+    grown.write_bytes(bytes(5000))
+    real_fstat = os.fstat
+
+    def fstat_before_the_append(fd):  # what fstat said before a writer appended 1000 bytes
+        result = list(real_fstat(fd))
+        result[6] -= 1000  # st_size
+        return os.stat_result(result)
+
+    monkeypatch.setattr(rpk.os, "fstat", fstat_before_the_append)
+    with pytest.raises(RpkError, match=r"grown.rpk: grew past the 4,000 bytes it had when opened"):
+        rpk._read_bytes(grown)

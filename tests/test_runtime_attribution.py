@@ -19,7 +19,7 @@ from conftest import PHOTOS
 from imx500_picosam.geometry import crop_to_model_input
 from imx500_picosam.runtime import EmulatorBackend, IMX500Backend, Session, open_source
 from imx500_picosam.geometry import Roi
-from imx500_picosam.runtime.attribution import RoiAttributor, grey_signature
+from imx500_picosam.runtime.attribution import AttributionSettings, RoiAttributor, grey_signature
 
 BOXES = [(250, 150, 130, 110), (50, 300, 100, 100), (450, 50, 150, 75), (30, 30, 60, 80)]  # on a 640x480 stream
 MAIN = (640, 480)
@@ -305,3 +305,26 @@ def test_near_equal_candidates_far_apart_are_still_ambiguous():
     attributor.roi_set(c, "p", 1)
     outcome = attributor.attribute(1, frame, frame[0:50, 0:50], True, None, lambda roi: roi)
     assert outcome.reason in ("grouped", "matched") and outcome.entry.roi == a
+
+
+def test_the_same_answer_distance_grows_with_the_roi():
+    """Near-equal ROIs 6 px apart are one answer for a 240 px ROI (a mask drawn into the other
+    moves by 6 px: 2.4 cells of its 96x96 output, each 2.5 px wide) but not for a 48 px ROI,
+    where 6 px are 12 cells; without the cell rule (fixed 3 px) both are dropped."""
+    rng = np.random.default_rng(1)
+    frame = cv2.GaussianBlur(rng.integers(0, 255, (400, 400, 3), dtype=np.uint8).astype(np.float32), (0, 0), 25)
+    frame = cv2.normalize(frame, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+    def outcome(side, settings=AttributionSettings()):
+        a, b = Roi(60, 60, 60 + side, 60 + side), Roi(66, 60, 66 + side, 60 + side)
+        attributor = RoiAttributor(settings)
+        attributor.roi_set(a, "p", 0)
+        attributor.roi_set(b, "p", 1)
+        return attributor.attribute(1, frame, frame[60:60 + side, 63:63 + side], True, None, lambda roi: roi)
+
+    assert AttributionSettings().same_answer_limit(Roi(0, 0, 240, 240)) == pytest.approx(7.5)
+    big = outcome(240)
+    assert big.reason == "grouped" and big.group == 2
+    assert outcome(240, AttributionSettings(same_answer_cells=0)).reason == "ambiguous"
+    small = outcome(48)
+    assert small.reason == "ambiguous" and small.entry is None

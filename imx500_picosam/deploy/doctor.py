@@ -26,7 +26,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
-PICAMERA2_MINIMUM = (0, 3, 38)  # tensor injection helpers and CnnInputTensor as used here
+from ..extras import NUMPY_ABI_FIX, PICAMERA2_REINSTALL, is_numpy_abi_clash
+
+# The oldest picamera2 with the calls this project makes (read in picamera2's history): IMX500's
+# get_outputs, get_kpi_info, set_inference_roi_abs, input_tensor_image, network_intrinsics,
+# camera_num and show_network_fw_progress_bar came with picamera2/devices/imx500 in 0.3.22;
+# tensor injection (IMX500(..., tensor_injection=True), prepare_tensor_for_injection,
+# get_injection_cmp_frm, __set_input_tensor) in 0.3.32, needed only by evaluate --on-camera.
+PICAMERA2_MINIMUM = (0, 3, 22)
+PICAMERA2_INJECTION_MINIMUM = (0, 3, 32)
+PICAMERA2_UPGRADE = ("sudo apt update && sudo apt install python3-picamera2 (apt installs the newest picamera2 "
+                     "Raspberry Pi's archive carries)")
 INJECTION_OVERLAY = "dtoverlay=imx500,cam0,bypass-cache"
 FIRMWARE_FILES = ("imx500_loader.fpk", "imx500_firmware.fpk")
 JAVA_MAJOR = 17
@@ -171,30 +181,36 @@ def check_rp2040(system: System) -> Check:
     return Check("RP2040 bridge", True, detail)
 
 
-ABI_CLASH = "numpy.dtype size changed"
 
 
-def check_picamera2(system: System) -> Check:
-    """picamera2 imported for real (in a child process), then its version."""
+def check_picamera2(system: System, injection: bool = False) -> Check:
+    """picamera2 imported for real (in a child process), then its version: the oldest with the
+    calls ``demo --rpk`` makes, or with tensor injection when ``injection`` is asked for."""
     version = system.version_of("picamera2")
-    wanted = ".".join(map(str, PICAMERA2_MINIMUM))
+    minimum = PICAMERA2_INJECTION_MINIMUM if injection else PICAMERA2_MINIMUM
+    wanted = ".".join(map(str, minimum))
     if version is None:
         return Check("picamera2", False, "not installed for this Python",
                      "sudo apt install python3-picamera2, and make the venv with --system-site-packages")
     status, output = system.import_picamera2()
     if status != 0:
         last = next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "no output")
-        if ABI_CLASH in output:
+        if is_numpy_abi_clash(output):
             numpy_version = system.version_of("numpy") or "?"
             return Check("picamera2", False, f"{version} is installed but its import fails: numpy {numpy_version} "
                          f"in this venv shadows the numpy apt's picamera2 was built against ({last[:100]})",
-                         "pip uninstall -y numpy (keep apt's python3-numpy), then reinstall "
-                         "imx500-picosam[pi] in this venv")
+                         NUMPY_ABI_FIX)
         return Check("picamera2", False, f"{version} is installed but `import picamera2` fails: {last[:120]}",
-                     "sudo apt install --reinstall python3-picamera2 python3-libcamera")
-    ok = _version_tuple(version) >= PICAMERA2_MINIMUM
-    return Check("picamera2", ok, f"{version} (imports)" + ("" if ok else f" (needs >= {wanted})"),
-                 "sudo apt update && sudo apt full-upgrade (Raspberry Pi OS carries picamera2 in its archive)")
+                     PICAMERA2_REINSTALL)
+    have = _version_tuple(version)
+    ok = have >= minimum
+    if not ok:
+        need = "tensor injection (--injection) needs" if injection else "needs"
+        return Check("picamera2", False, f"{version} (imports; {need} >= {wanted})", PICAMERA2_UPGRADE)
+    note = ""
+    if not injection and have < PICAMERA2_INJECTION_MINIMUM:
+        note = f"; evaluate --on-camera needs >= {'.'.join(map(str, PICAMERA2_INJECTION_MINIMUM))}"
+    return Check("picamera2", True, f"{version} (imports{note})")
 
 
 def config_txt(system: System) -> Tuple[str, Optional[str]]:
@@ -242,7 +258,7 @@ def check_memory(system: System) -> Check:
 
 def pi_checks(system: System, injection: bool = False) -> List[Check]:
     return [check_driver(system), check_subdev(system), check_libcamera(system), check_firmware(system),
-            check_rp2040(system), check_picamera2(system), check_injection_overlay(system, injection),
+            check_rp2040(system), check_picamera2(system, injection), check_injection_overlay(system, injection),
             check_memory(system)]
 
 

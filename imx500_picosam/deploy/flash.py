@@ -44,7 +44,7 @@ from .smoke import DEFAULT_FRAMES, PICOSAM_OUTPUT_ELEMENTS
 
 # What the Pi needs to run flash_remote: standard library only (plus picamera2 there).
 REMOTE_MODULES: Dict[str, Tuple[str, ...]] = {
-    "imx500_picosam": ("__init__.py", "errors.py", "atomic.py", "firmware/__init__.py", "firmware/package.py",
+    "imx500_picosam": ("__init__.py", "errors.py", "atomic.py", "extras.py", "firmware/__init__.py", "firmware/package.py",
                        "deploy/__init__.py", "deploy/smoke.py", "deploy/flash_remote.py"),
     "firmware_packaging": ("__init__.py", "cpio.py", "errors.py", "files.py", "rpk.py"),
 }

@@ -126,11 +126,10 @@ def _import_picamera2():
     try:
         from picamera2 import Picamera2
         from picamera2.devices import IMX500
-    except ImportError as err:
-        raise PicosamError(
-            f"picamera2 is not importable by {sys.executable} ({err}): on Raspberry Pi OS, "
-            "sudo apt install python3-picamera2 imx500-all"
-        ) from None
+    except Exception as err:  # noqa: BLE001 - any import-time failure (the numpy ABI clash is a ValueError)
+        from ..extras import picamera2_import_error
+
+        raise picamera2_import_error(err, f"the smoke test ({sys.executable})") from None
     return Picamera2, IMX500
 
 

@@ -13,8 +13,9 @@ still possibly in flight; the output belongs to the best match. The sensor takes
 the order they were sent, so once a frame is attributed to an ROI, older ones are no longer
 candidates. A frame whose tensor matches no candidate well enough is dropped ("unmatched").
 Candidates that score almost equally (within ``min_margin``) are one answer when their ROIs
-lie within ``same_answer_px`` frame pixels of each other on every edge -- whichever was
-used, the mask lands within that distance -- and the best one is shown ("grouped", counted):
+lie within ``AttributionSettings.same_answer_limit`` frame pixels of each other on every edge
+(3 px, or 3 cells of the 96x96 output as drawn in the frame, whichever is more) -- whichever
+was used, the mask lands within that distance -- and the best one is shown ("grouped", counted):
 a prompt that moves a few pixels per frame makes exactly such near-identical ROIs. Only
 near-equal candidates further apart than that are dropped ("ambiguous"): a dropped frame
 costs a mask, a wrong match would draw a mask into a box it was not computed for.
@@ -43,7 +44,7 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
-from ..geometry import Roi
+from ..geometry import MODEL_INPUT_SIZE, Roi
 
 MATCH_SIZE = 48  # side of the grey images compared: a 5 px move of a 200 px ROI still shows (about 1 ms for 4 candidates)
 
@@ -53,13 +54,22 @@ class AttributionSettings:
     """``min_score``: the lowest correlation accepted as "this ROI"; ``min_margin``: how
     much better than the runner-up (another ROI) the best match must be; ``max_latency``:
     frames after being replaced during which an old ROI may still be what the sensor uses;
-    ``same_answer_px``: near-equal candidates whose ROIs (on the main stream) differ by at
-    most this many pixels on every edge are one answer, shown at the best match."""
+    near-equal candidates whose ROIs (on the main stream) differ by at most
+    :meth:`same_answer_limit` pixels on every edge are one answer, shown at the best match:
+    ``same_answer_px``, or ``same_answer_cells`` cells of the 96x96 output as they land in the
+    frame when more (a mask drawn into a neighbour's ROI moves by that edge distance at most,
+    and one output cell of a 200 px ROI is already 2 px wide)."""
 
     min_score: float = 0.6
     min_margin: float = 0.03
     max_latency: int = 8
-    same_answer_px: int = 3
+    same_answer_px: float = 3
+    same_answer_cells: float = 3.0
+
+    def same_answer_limit(self, roi_frame: Roi) -> float:
+        """The edge distance (frame pixels) within which two candidate ROIs are one answer."""
+        cell = max(roi_frame.width, roi_frame.height) / MODEL_INPUT_SIZE
+        return max(self.same_answer_px, self.same_answer_cells * cell)
 
 
 @dataclass
@@ -181,7 +191,8 @@ class RoiAttributor:
         rivals = [entry for score, entry in scored[1:] if best_score - score < self.settings.min_margin]
         if rivals:
             best_frame = to_frame(best.roi)
-            if any(edge_distance(to_frame(entry.roi), best_frame) > self.settings.same_answer_px for entry in rivals):
+            limit = self.settings.same_answer_limit(best_frame)
+            if any(edge_distance(to_frame(entry.roi), best_frame) > limit for entry in rivals):
                 return self._count(Attribution(None, "ambiguous", best_score, 1 + len(rivals)))
         self._observe(best, frame)
         reason = "grouped" if rivals else "matched"

@@ -32,6 +32,7 @@ from types import SimpleNamespace
 from typing import Optional, Tuple
 
 from ..errors import PicosamError
+from ..extras import picamera2_import_error
 from ..firmware.package import roi_rule_of_intrinsics
 from ..geometry import MODEL_INPUT_SIZE, Roi, check_rule
 from .coords import IMX500_SENSOR_SIZE, StreamGeometry
@@ -46,17 +47,43 @@ BUFFER_COUNT = 12  # picamera2's IMX500 examples use 12 so tensors are not dropp
 
 
 def import_picamera2():
-    """picamera2's two classes, or a one-line error saying where they come from."""
+    """picamera2's two classes, or a one-line error with its fix: any import-time failure
+    (not only ImportError: numpy 2 in the venv makes apt's numpy-1 modules raise ValueError)."""
     try:
         from picamera2 import Picamera2
         from picamera2.devices import IMX500
-    except ImportError as err:
-        raise PicosamError(
-            f"picamera2 is not available ({err}): the camera backend runs on Raspberry Pi OS "
-            "(sudo apt install imx500-all python3-picamera2; pip install 'imx500-picosam[pi]' in a venv made with "
-            "--system-site-packages); elsewhere use --emulate"
-        ) from None
+    except Exception as err:  # noqa: BLE001 - every import-time failure becomes one line
+        raise picamera2_import_error(err, "the camera backend", "; elsewhere use --emulate") from None
     return SimpleNamespace(Picamera2=Picamera2, IMX500=IMX500)
+
+
+NOT_LISTED_FIX = ("check the camera's ribbon cable and `dtoverlay=imx500` in /boot/firmware/config.txt, reboot, "
+                  "and see that `rpicam-hello --list-cameras` lists an imx500 (`picosam doctor` checks each step)")
+
+
+def open_imx500(api, rpk_path: Path, **options):
+    """``IMX500(rpk)`` with its failures as one line. A sensor whose v4l-subdev exists but that
+    libcamera does not list ends picamera2's ``next(...)`` over ``global_camera_info()`` in a
+    bare StopIteration: said as such."""
+    try:
+        return api.IMX500(str(Path(rpk_path).resolve()), **options)
+    except StopIteration:
+        raise PicosamError(f"{rpk_path}: the IMX500 driver is loaded but libcamera does not list the camera: "
+                           f"{NOT_LISTED_FIX}") from None
+
+
+def open_camera(api, camera_num: int, rpk_path: Path):
+    """``Picamera2(camera_num)`` with its failures as one line: a number libcamera does not list
+    (IndexError), or a camera it cannot open (RuntimeError: busy, or not answering)."""
+    try:
+        return api.Picamera2(camera_num)
+    except IndexError:
+        raise PicosamError(f"{rpk_path}: libcamera lists no camera {camera_num} (the IMX500 is not among its "
+                           f"cameras): {NOT_LISTED_FIX}") from None
+    except RuntimeError as err:
+        cause = f" ({err.__cause__})" if err.__cause__ else ""
+        raise PicosamError(f"{rpk_path}: libcamera could not open camera {camera_num}: {err}{cause}: is another "
+                           "program using the camera (rpicam-*, another picosam)? Close it and try again") from None
 
 
 def check_picosam_rpk(rpk_path: Path) -> dict:
@@ -120,13 +147,13 @@ class IMX500Backend:
     def _open(self) -> dict:
         """IMX500(rpk) (which hands the network to the driver), Picamera2, start: the first metadata."""
         try:
-            self._imx500 = self._api.IMX500(str(self.rpk_path.resolve()))
+            self._imx500 = open_imx500(self._api, self.rpk_path)
         except RuntimeError as err:
             raise PicosamError(f"{self.rpk_path}: the IMX500 refused it: {err}") from None
         intrinsics = self._imx500.network_intrinsics
         rate = self.frame_rate or (intrinsics.inference_rate if intrinsics is not None else None) or DEFAULT_FRAME_RATE
         self._rate = float(rate)
-        self._camera = self._api.Picamera2(self._imx500.camera_num)
+        self._camera = open_camera(self._api, self._imx500.camera_num, self.rpk_path)
         config = self._camera.create_preview_configuration(
             main={"size": self.main_size, "format": "RGB888"},  # RGB888 is B, G, R in memory: OpenCV's order
             controls={"FrameRate": rate, "CnnEnableInputTensor": True},  # the input tensor attributes frames

@@ -1,7 +1,7 @@
 """On-chip evaluation: the ROI crops of a data set injected into the IMX500, scored as the
 float / MCT / INT8 TFLite engines are.
 
-picamera2 (>= 0.3.38) can replace the sensor's input tensor with one given by the host:
+picamera2 (>= 0.3.32, where these helpers appeared) can replace the sensor's input tensor with one given by the host:
 
 * ``IMX500(rpk, tensor_injection=True)`` enables it in the driver before the network is
   loaded; the driver refuses unless the sensor overlay was loaded with ``bypass-cache``
@@ -37,11 +37,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import PicosamError
+from ..extras import picamera2_import_error
 from ..firmware.package import roi_rule_of_intrinsics
 from ..geometry import MODEL_INPUT_SIZE, check_rule
 from .attribution import grey_signature
 from .decode import logits_from_outputs
-from .imx500 import BUFFER_COUNT, DEFAULT_FRAME_RATE, check_picosam_rpk
+from .imx500 import BUFFER_COUNT, DEFAULT_FRAME_RATE, check_picosam_rpk, open_camera, open_imx500
 
 INJECTION_OVERLAY = "dtoverlay=imx500,cam0,bypass-cache"
 DEFAULT_RETRIES = 5
@@ -75,17 +76,16 @@ def frames_past(count: int, target: int) -> int:
 
 
 def import_injection_api():
-    """picamera2 and the EXR modules its injection takes, or a one-line error."""
+    """picamera2 and the EXR modules its injection takes, or a one-line error with its fix
+    (any import-time failure, e.g. the numpy ABI clash's ValueError, not only ImportError)."""
     try:
-        import Imath
-        import OpenEXR
         from picamera2 import Picamera2
         from picamera2.devices import IMX500
-    except ImportError as err:
-        raise PicosamError(
-            f"on-camera evaluation needs picamera2 on Raspberry Pi OS ({err}): sudo apt install imx500-all "
-            "python3-picamera2 (picamera2 >= 0.3.38 brings OpenEXR); run it on the Pi with the AI Camera"
-        ) from None
+        import Imath
+        import OpenEXR
+    except Exception as err:  # noqa: BLE001 - every import-time failure becomes one line
+        raise picamera2_import_error(err, "on-camera evaluation (picamera2 >= 0.3.32 brings OpenEXR)",
+                                     "; run it on the Pi with the AI Camera") from None
     return SimpleNamespace(Picamera2=Picamera2, IMX500=IMX500, OpenEXR=OpenEXR, Imath=Imath)
 
 
@@ -107,7 +107,10 @@ class OnCameraMethod:
         self._api = api if api is not None else import_injection_api()
         self._folder = tempfile.TemporaryDirectory(prefix="picosam-inject-")
         try:
-            self._imx500 = self._api.IMX500(str(self.rpk_path.resolve()), tensor_injection=True)
+            self._imx500 = open_imx500(self._api, self.rpk_path, tensor_injection=True)
+        except PicosamError:
+            self._folder.cleanup()
+            raise
         except RuntimeError as err:
             self._folder.cleanup()
             if "injection" in str(err):
@@ -118,7 +121,11 @@ class OnCameraMethod:
             raise PicosamError(f"{self.rpk_path}: the IMX500 refused it: {err}") from None
         intrinsics = self._imx500.network_intrinsics
         rate = (intrinsics.inference_rate if intrinsics is not None else None) or DEFAULT_FRAME_RATE
-        self._camera = self._api.Picamera2(self._imx500.camera_num)
+        try:
+            self._camera = open_camera(self._api, self._imx500.camera_num, self.rpk_path)
+        except PicosamError:
+            self._folder.cleanup()
+            raise
         config = self._camera.create_preview_configuration(  # a small main stream: only the tensors matter
             main={"size": (640, 480), "format": "RGB888"},
             controls={"FrameRate": rate, "CnnEnableInputTensor": True}, buffer_count=BUFFER_COUNT)
@@ -148,13 +155,24 @@ class OnCameraMethod:
             raise PicosamError(f"on-camera evaluation takes 96x96 RGB crops, not {crop.shape}")
         tensor = self._tensor_bytes(crop)
         wanted = grey_signature(crop)
+        targets = []
         for attempt in range(self.retries):
             if attempt:
                 self.retried += 1
             target = self._inject(tensor)
+            targets.append(target)
             logits = self._await(target, wanted)
             if logits is not None:
                 return logits
+        if not any(targets):
+            # picamera2's get_injection_cmp_frm() returns 0 when its ioctl fails (after printing the
+            # driver's error); a real comparison frame is 0 once in 256.
+            raise PicosamError(
+                f"{self.rpk_path}: picamera2 could not read the injection comparison frame from the IMX500 driver "
+                f"(get_injection_cmp_frm() gave 0, its answer when the driver refuses, in all {self.retries} tries, "
+                "and no frame 0 carried the crop): this kernel's imx500 driver lacks tensor injection: sudo apt update "
+                "&& sudo apt full-upgrade, then reboot (`picosam doctor --injection` checks the overlay)"
+            )
         raise PicosamError(
             f"{self.rpk_path}: the sensor did not return the injected crop at its comparison frame in "
             f"{self.retries} tries (frame-count mismatch each time): is another program using the camera?"
@@ -182,13 +200,21 @@ class OnCameraMethod:
     def _inject(self, tensor: bytes) -> int:
         setter = getattr(self._imx500, "_IMX500__set_input_tensor", None)
         if setter is None:
-            raise PicosamError("this picamera2 has no tensor injection: sudo apt install --only-upgrade python3-picamera2 "
-                               "(>= 0.3.38)")
+            raise PicosamError("this picamera2 has no tensor injection (it came in 0.3.32): sudo apt update && "
+                               "sudo apt install python3-picamera2")
         fd = os.memfd_create("picosam-tensor", os.MFD_CLOEXEC)
         try:
             with io.FileIO(fd, "wb", closefd=False) as handle:
                 handle.write(tensor)
-            setter(fd)
+            try:
+                setter(fd)
+            except RuntimeError as err:  # picamera2: "IMX500: Unable to set input tensor fd: [Errno ...]"
+                raise PicosamError(
+                    f"{self.rpk_path}: the IMX500 driver refused the injected tensor ({err}): it takes one only when "
+                    f"injection was enabled as the network loaded, with `{INJECTION_OVERLAY}` in "
+                    "/boot/firmware/config.txt and a reboot (`picosam doctor --injection`); if that is in place, "
+                    "sudo apt update && sudo apt full-upgrade for a kernel whose driver has injection"
+                ) from None
             return int(self._imx500.get_injection_cmp_frm())
         finally:
             os.close(fd)

@@ -13,9 +13,15 @@ It produces what picamera2 documents and nothing more convenient:
 * ``ScalerCrop``: (x, y, width, height) of the sensor area the main stream shows;
 * ``CnnInputTensor`` (with input persistency, once ``CnnEnableInputTensor`` is set): the
   bytes the network saw, planar in the RPK's ``inputTensorFormat`` order, quantized as its
-  ``inputTensorNorm`` registers say (signed int8 for the converter's default), 3*H*W bytes
-  with no padding; ``FakeIMX500.input_tensor_image`` turns it back into an HxWx3 image in
-  picamera2's channel order (B, G, R for an RGB network).
+  ``inputTensorNorm`` registers say (signed int8 for the converter's default), 3*H*W values
+  with no padding, handed over as libcamera's Python binding hands an array control over: a
+  tuple of ints, not ``bytes`` (picamera2's ``np.array(input_tensor, dtype=np.uint8)`` rejects
+  bytes, and so does the fake's); ``FakeIMX500.input_tensor_image`` turns it back into an
+  HxWx3 image in picamera2's channel order (B, G, R for an RGB network) with picamera2's
+  arithmetic: the offset registers (``norm_val``) are read from the RPK, but the divisor
+  registers are not -- picamera2's defaults test ``'div_val' not in self.__cfg`` (the outer
+  dict, where it never is), so ``div_val`` is always [1024, 1024, 1024] and ``div_shift`` 6
+  (picamera2 0.3.22 to 0.3.36, picamera2/devices/imx500/imx500.py).
 
 ``FakeIMX500`` restates the documented behaviour of picamera2's ``IMX500`` helpers
 (``get_outputs``, ``get_kpi_info``, ``get_roi_scaled``, ``set_inference_roi_abs``) in its
@@ -274,7 +280,7 @@ class FakeSensor:
             metadata["CnnOutputTensorInfo"] = tensor_info_bytes(self.network_name, [(96, 96, 1)], self.frame)
             metadata["CnnKpiInfo"] = (self.dnn_runtime_us, self.dsp_runtime_us)
             if self.input_persistency and self.input_tensor_enabled:
-                metadata["CnnInputTensor"] = self.input_tensor_bytes(tensor_input)
+                metadata["CnnInputTensor"] = tuple(self.input_tensor_bytes(tensor_input))  # libcamera: ints
         self.frame += 1
         return main, metadata
 
@@ -296,11 +302,21 @@ class FakeCompletedRequest:
         self.released = True
 
 
-def make_picamera2(sensor: FakeSensor, camera_present: bool = True, injection_overlay: bool = True):
+def make_picamera2(sensor: FakeSensor, camera_present: bool = True, injection_overlay: bool = True,
+                   camera_listed: bool = True, cmp_frm_readable: bool = True, tensor_fd_accepted: bool = True):
     """An object with ``Picamera2`` and ``IMX500`` as picamera2 provides them (and the
     ``OpenEXR`` / ``Imath`` modules its tensor injection takes). Without
     ``injection_overlay`` (no ``dtoverlay=imx500,...,bypass-cache``) the driver refuses to
-    enable injection, as picamera2 reports it."""
+    enable injection, as picamera2 reports it. The other failures, each as picamera2 0.3.36
+    shows it:
+
+    * not ``camera_listed``: the imx500 v4l-subdev exists but libcamera does not list the
+      camera: ``IMX500()``'s ``next(...)`` over ``global_camera_info()`` raises a bare
+      StopIteration, and ``Picamera2(n)`` an IndexError (``global_camera_info()[n]``);
+    * not ``cmp_frm_readable``: ``get_injection_cmp_frm()``'s ioctl fails: it prints the error
+      and returns 0;
+    * not ``tensor_fd_accepted``: ``__set_input_tensor(fd)``'s ioctl fails: RuntimeError
+      "IMX500: Unable to set input tensor fd: ..."."""
     log = SimpleNamespace(progress_bar_shown=False, roi_calls=[], started=False, closed=False, starts=0,
                           networks_loaded=0, waits=[], request_frames=[], last_roi_set=[], injected_fds=[])
 
@@ -310,6 +326,8 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True, injection_ov
 
             if not camera_present:
                 raise RuntimeError("IMX500: Requested camera dev-node not found")
+            if not camera_listed:
+                raise StopIteration  # next(c['Num'] for c in Picamera2.global_camera_info() if ...)
             if not Path(network_file).is_file():
                 raise RuntimeError(f"Firmware file {network_file} does not exist.")
             if tensor_injection and not injection_overlay:
@@ -326,8 +344,9 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True, injection_ov
                                       int(package.network_info["inputTensorHeight"])),
                 "input_tensor": {"width": facts["width"], "height": facts["height"],
                                  "input_format": facts["format"], "dtype": facts["dtype"],
+                                 # picamera2 reads the offsets but resets the divisors (see above)
                                  "norm_val": facts["norm_val"], "norm_shift": [4, 4, 4],
-                                 "div_val": facts["div_val"], "div_shift": 6},
+                                 "div_val": [1024, 1024, 1024], "div_shift": 6},
             }
             sensor.input_format = facts["format"]
             sensor.input_signed = facts["dtype"] == "signed"
@@ -384,6 +403,8 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True, injection_ov
             return np.concatenate([planes[c].ravel() for c in order]).tobytes()
 
         def _IMX500__set_input_tensor(self, input_tensor_fd: int):  # picamera2's private name, as its example calls it
+            if not tensor_fd_accepted:
+                raise RuntimeError("IMX500: Unable to set input tensor fd: [Errno 22] Invalid argument")
             os.lseek(input_tensor_fd, 0, os.SEEK_SET)
             chunks = []
             while chunk := os.read(input_tensor_fd, 1 << 16):
@@ -393,13 +414,16 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True, injection_ov
             log.injected_fds.append(input_tensor_fd)
 
         def get_injection_cmp_frm(self) -> int:
+            if not cmp_frm_readable:
+                print("IMX500: Unable to get injection comparison frame from device driver: [Errno 22] Invalid argument")
+                return 0
             return self._cmp_frm
 
         def input_tensor_image(self, input_tensor):
             """picamera2: planes -> HxWx3; an RGB network's planes come out as B, G, R; each
             byte goes through the normalisation registers' arithmetic."""
             cfg = self.config["input_tensor"]
-            planes = np.frombuffer(bytes(input_tensor), dtype=np.uint8).astype(np.int64)
+            planes = np.array(input_tensor, dtype=np.uint8).astype(np.int64)  # as picamera2: bytes raise ValueError
             planes = planes.reshape(3, cfg["height"], cfg["width"])
             if cfg["input_format"] != "BGR":
                 planes = planes[::-1]
@@ -420,6 +444,8 @@ def make_picamera2(sensor: FakeSensor, camera_present: bool = True, injection_ov
 
     class FakePicamera2:
         def __init__(self, camera_num=0):
+            if not camera_listed:
+                raise IndexError("list index out of range")  # global_camera_info()[camera_num]
             self._config = None
 
         def create_preview_configuration(self, main=None, controls=None, buffer_count=4, **_):
