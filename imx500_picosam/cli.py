@@ -313,11 +313,7 @@ def package(packer_out: Path, output_dir: Path, inference_rate: float, roi_rule:
 
     if Path(packer_out).is_file():
         check_packer_out(packer_out)
-    report = output_dir / "build_report.json"
-    rule = roi_rule or roi_rule_of_report(report)
-    if rule is None:
-        raise PicosamError(f"{report} not found: say which ROI rule {packer_out} was built for with --roi-rule warp|square "
-                           "(its build report records it)")
+    rule = roi_rule or roi_rule_of_report(output_dir / "build_report.json")
     result = package_rpk(packer_out, output_dir, inference_rate, rule)
     click.echo(result.message)
     if result.intrinsics is not None:

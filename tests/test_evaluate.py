@@ -111,13 +111,13 @@ class _OneSlotTeacher:
     def __init__(self):
         self.encoded, self._last = 0, None
 
-    def predict(self, image, box_xywh):
+    def predict(self, image, box_xywh, rule):
         from imx500_picosam.geometry import crop_mask_to_model_input, roi_from_box
         from imx500_picosam.learn.teacher import TeacherOutput
 
         if image is not self._last:
             self.encoded, self._last = self.encoded + 1, image
-        roi = roi_from_box(box_xywh, image.shape[1], image.shape[0], rule="square")
+        roi = roi_from_box(box_xywh, image.shape[1], image.shape[0], rule=rule)
         box = np.zeros(image.shape[:2], bool)
         x, y, w, h = (int(round(v)) for v in box_xywh)
         box[max(0, y):y + h, max(0, x):x + w] = True

@@ -95,9 +95,10 @@ def check_packer_out(packer_out: Path) -> Path:
     return packer_out
 
 
-def package_rpk(packer_out: Path, output_dir: Path, inference_rate: float, roi_rule: str) -> PackagingResult:
+def package_rpk(packer_out: Path, output_dir: Path, inference_rate: float, roi_rule: Optional[str]) -> PackagingResult:
     """Package ``packer_out`` into ``output_dir/network.rpk`` with the intrinsics of a model
-    trained with ``roi_rule``, atomically."""
+    trained with ``roi_rule``, atomically. ``roi_rule`` None (no build report says it) is
+    refused where the packager runs: the RPK would otherwise carry the wrong intrinsics."""
     from firmware_packaging.rpk import read_rpk, write_with_intrinsics
 
     packer_out, output_dir = Path(packer_out), Path(output_dir)
@@ -107,6 +108,9 @@ def package_rpk(packer_out: Path, output_dir: Path, inference_rate: float, roi_r
     executable = shutil.which(PACKAGER)
     if executable is None:
         return PackagingResult(status="skipped", message=finish_on_pi_hint(packer_out))
+    if roi_rule is None:
+        raise PicosamError(f"{output_dir / 'build_report.json'} not found: say which ROI rule {packer_out} was built for "
+                           "with --roi-rule warp|square (its build report records it)")
     intrinsics = segmentation_intrinsics(inference_rate, roi_rule)
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".package.", dir=output_dir) as work:
