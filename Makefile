@@ -8,6 +8,8 @@ BUILD ?= build
 CHECKPOINT ?=
 GPTQ ?=
 INFERENCE_RATE ?= 30
+# make package ROI_RULE=warp|square: the model's ROI rule where no build_report.json lies in BUILD.
+ROI_RULE ?=
 PACKER_OUT ?= $(BUILD)/packerOut.zip
 PYTEST_ARGS ?=
 # The PyTorch reference that tests/test_import_weights.py compares the import against runs
@@ -56,7 +58,8 @@ rpk: setup
 # On a Raspberry Pi (imx500-tools installed): packerOut.zip -> network.rpk with intrinsics.
 # Like flash, it needs no toolchain, so a Pi never installs TensorFlow for it.
 package: $(BIN)/picosam
-	$(BIN)/picosam package --packer-out $(PACKER_OUT) --build $(BUILD) --inference-rate $(INFERENCE_RATE)
+	$(BIN)/picosam package --packer-out $(PACKER_OUT) --build $(BUILD) --inference-rate $(INFERENCE_RATE) \
+	  $(if $(ROI_RULE),--roi-rule $(ROI_RULE))
 
 # Deploy $(BUILD) to a Raspberry Pi over SSH: package there, smoke-test on the sensor,
 # switch current.rpk. Needs only this project and click, not the toolchain, so it reuses

@@ -247,7 +247,8 @@ def summary_lines(report: Dict[str, Any]) -> List[str]:
     lines += [
         f"model        {model_info['architecture']}: {model_info['parameters']:,} parameters, "
         f"{model_info['conv_macs'] / 1e6:.1f} M conv MACs",
-        f"checkpoint   {report['checkpoint']['weights']} ({report['checkpoint']['provenance']['kind']})",
+        f"checkpoint   {report['checkpoint']['weights']} ({report['checkpoint']['provenance']['kind']}, "
+        f"ROI rule {model_info.get('roi_rule', 'square')})",
         f"quantized    MCT {report['toolchain']['model-compression-toolkit']} {report['quantization']['method'].upper()}, "
         f"TPC {report['toolchain']['tpc_version']}, {report['quantization']['calibration_crops']} calibration crops"
         + _calibration_origin(report["quantization"].get("calibration_source"))

@@ -80,7 +80,8 @@ def finish_on_pi_hint(packer_out: Path) -> str:
     return (
         f"{PACKAGER} is not on this machine (it ships only in Raspberry Pi OS): {packer_out} is ready; "
         f"on a Raspberry Pi with this project, run `make package PACKER_OUT=path/to/{packer_out.name}` "
-        f"(after `sudo apt install imx500-tools`) to get network.rpk"
+        f"(after `sudo apt install imx500-tools`; the build_report.json beside it, or ROI_RULE=warp|square, "
+        f"says the model's ROI rule) to get network.rpk"
     )
 
 

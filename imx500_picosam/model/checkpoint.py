@@ -25,7 +25,7 @@ INPUT_CONTRACT = "RGB float32 in [0, 1) (uint8 / 256), 96x96x3, no normalisation
 OUTPUT_CONTRACT = "mask logits 96x96x1 (mask = logit > 0)"
 # The trained checkpoint that ships with the package and that builds, the predictor and
 # the emulator use when no checkpoint is named (see docs/results.md for how it was made).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "picosam3_coco.weights.h5"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "picosam3_coco_warp.weights.h5"
 
 
 @dataclass
