@@ -127,6 +127,9 @@ def test_arm_job_packaging_steps_make_an_rpk_with_intrinsics(workflow, fake_pack
     with zipfile.ZipFile(work / "build" / "packerOut.zip", "w") as archive:
         for name in ("dnnParams.xml", "manifest.json", "l2staticData.bin"):
             archive.writestr(name, "x")
+    # The build job's artifact carries the report beside the zip: it says the model's ROI rule.
+    assert "build/build_report.json" in workflow["jobs"]["build"]["steps"][-1]["with"]["path"]
+    (work / "build" / "build_report.json").write_text('{"model": {"roi_rule": "warp"}}')
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     for start in ("imx500-package, then", "check network.rpk"):
         done = subprocess.run(["bash", "-e", "-c", step_named(job, start)["run"]], cwd=work, env=env,
@@ -134,3 +137,4 @@ def test_arm_job_packaging_steps_make_an_rpk_with_intrinsics(workflow, fake_pack
         assert done.returncode == 0, done.stdout + done.stderr
     package = read_rpk(work / "build" / "network.rpk")
     assert package.intrinsics["task"] == "segmentation" and package.intrinsics["inference_rate"] == 30.0
+    assert "input_aspect_ratio" not in package.intrinsics  # a warp model: the sensor stretches the box's ROI

