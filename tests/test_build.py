@@ -89,8 +89,9 @@ def test_packaged_with_intrinsics_where_the_packager_exists(build):
 
     assert report["packaging"]["status"] == "packaged"
     package = read_rpk(out / "network.rpk")
-    assert package.intrinsics == {"task": "segmentation", "inference_rate": 25.0,
-                                  "input_aspect_ratio": {"width": 1, "height": 1}}
+    # The shipped default is a warp model: no input_aspect_ratio, so the sensor stretches the box's ROI.
+    assert report["model"]["roi_rule"] == "warp"
+    assert package.intrinsics == {"task": "segmentation", "inference_rate": 25.0}
 
 
 def test_no_temporary_files_left(build):

@@ -109,6 +109,7 @@ def build_firmware(options: BuildOptions, progress: Optional[Callable[[str], Non
     and the converter's own output while it runs."""
     from ..lock import FolderLock
 
+    import tensorflow  # noqa: F401  -- a missing toolchain is said (one line) before any folder is made
     with FolderLock(options.output_dir, "picosam build"):
         return _build_firmware(options, progress)
 
