@@ -331,7 +331,7 @@ def test_smoke_refuses_a_file_that_is_not_an_rpk(fake_camera, tmp_path):
 
     bogus = tmp_path / "network.rpk"
     bogus.write_bytes(b"PK\x03\x04 not a package")
-    with pytest.raises(RpkError, match="network.rpk: not an IMX500 network package"):
+    with pytest.raises(RpkError, match="network.rpk: is a zip archive, not an IMX500 network package"):
         run_smoke_test(bogus)
 
 
