@@ -90,8 +90,8 @@ def main() -> None:
     per_item("polygon decode (pycocotools)", instances.decode_mask, picked)
     rng = np.random.default_rng(1)
     per_item("ROI crop, image + mask, jitter 0.1",
-             lambda inst: crop_instance(images[inst.image_path], masks[inst.annotation_id], inst.box_xywh, 0.1, rng, rule="square"), picked)
-    crop = crop_instance(images[picked[0].image_path], masks[picked[0].annotation_id], picked[0].box_xywh, rule="square")
+             lambda inst: crop_instance(images[inst.image_path], masks[inst.annotation_id], inst.box_xywh, 0.1, rng, rule="warp"), picked)
+    crop = crop_instance(images[picked[0].image_path], masks[picked[0].annotation_id], picked[0].box_xywh, rule="warp")
     per_item("colour augmentation", lambda _: augment_colour(crop.image, 0.2, rng), picked)
 
     batch = args.batch_size
