@@ -79,6 +79,12 @@ def crops_fingerprint(role: str = "calibration", calibration_dir: Path = DEFAULT
     return sha256_json(fields)
 
 
+def _crop(image: np.ndarray, box, rule: str) -> np.ndarray:
+    """The model-range crop of ``box`` cut by ROI rule ``rule``, as the sensor would cut it."""
+    height, width = image.shape[:2]
+    return to_model_range(crop_to_model_input(image, roi_from_box(box, width, height, rule=rule)))
+
+
 def load_crops(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBRATION_DIR, *, rule: str) -> CropSet:
     """All crops of the photos with ``role`` ('calibration' or 'held_out'), in manifest order, cut
     with ROI rule ``rule`` (the checkpoint's)."""
@@ -94,8 +100,7 @@ def load_crops(role: str = "calibration", calibration_dir: Path = DEFAULT_CALIBR
         # changes the crops of the others.
         rng = np.random.default_rng([manifest["seed"], index])
         for box in sample_boxes(width, height, manifest["crops_per_photo"], rng):
-            roi = roi_from_box(box, width, height, rule=rule)
-            crops.append(to_model_range(crop_to_model_input(image, roi)))
+            crops.append(_crop(image, box, rule))
             sources.append((photo["file"], box))
     if not crops:
         raise PicosamError(f"{manifest_path}: no photos with role '{role}'")
@@ -166,9 +171,7 @@ def _load_source(source: CalibrationSource, rule: str) -> CropSet:
         path = source.photos[index][0]
         if index != current:
             image, current = load_image_rgb(Path(path)), index
-        height, width = image.shape[:2]
-        roi = roi_from_box(box, width, height, rule=rule)
-        crops.append(to_model_range(crop_to_model_input(image, roi)))
+        crops.append(_crop(image, box, rule))
         sources.append((path, box))
     return CropSet(images=np.stack(crops).astype(np.float32), sources=tuple(sources))
 

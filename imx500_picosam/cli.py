@@ -45,6 +45,7 @@ ARCH_HELP = "Network: PicoSAM3 (the paper's, 1.37 M parameters) or the earlier P
 
 JITTER_RANGE = click.FloatRange(0, 0.5, max_open=True)  # below 0.5 a jittered box still overlaps its box
 RATE_RANGE = click.FloatRange(0, 1000, min_open=True)  # frames per second in network_intrinsics
+ROI_RULE_CHOICE = click.Choice(["warp", "square"])  # geometry.ROI_RULES, warp (the default's) first
 
 
 def _jitter_list(ctx, param, value: str):
@@ -244,7 +245,7 @@ def segment(checkpoint: Optional[Path], image_path: Path, box: str, quantized: b
               help="Stop after N frames (headless default: a video to its end, one frame per prompt for an image).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="With --headless: folder for frames.jsonl, masks/ and run.json.")
-@click.option("--roi-rule", type=click.Choice(["warp", "square"]), default=None,
+@click.option("--roi-rule", type=ROI_RULE_CHOICE, default=None,
               help="Override the model's ROI rule (default: the checkpoint's, or on the camera the RPK's "
                    "network_intrinsics: input_aspect_ratio 1:1 is square, none is warp; with a packerOut.zip: the "
                    "rule it is packaged with). run.json records it.")
@@ -304,15 +305,13 @@ def demo(rpk_path: Optional[Path], fps: Optional[float], emulate: bool, source: 
               default=Path("build"), show_default=True, help=BUILD_HELP)
 @click.option("--inference-rate", type=RATE_RANGE, default=30.0, show_default=True,
               help="Frames per second written into the RPK's network_intrinsics.")
-@click.option("--roi-rule", type=click.Choice(["warp", "square"]), default=None,
+@click.option("--roi-rule", type=ROI_RULE_CHOICE, default=None,
               help="The model's ROI rule, carried in network_intrinsics (warp: no input_aspect_ratio; square: 1:1). "
                    "Default: the one BUILD/build_report.json records.")
 def package(packer_out: Path, output_dir: Path, inference_rate: float, roi_rule: Optional[str]) -> None:
     """Package packerOut.zip into network.rpk with imx500-package (Raspberry Pi OS)."""
-    from .firmware.package import check_packer_out, package_rpk, roi_rule_of_report
+    from .firmware.package import package_rpk, roi_rule_of_report
 
-    if Path(packer_out).is_file():
-        check_packer_out(packer_out)
     rule = roi_rule or roi_rule_of_report(output_dir / "build_report.json")
     result = package_rpk(packer_out, output_dir, inference_rate, rule)
     click.echo(result.message)
@@ -381,7 +380,7 @@ def teacher_propose(images_dir: Path, out_path: Path, teacher_spec: str, points_
 @click.option("--world-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Number of shards (processes or machines filling the same cache).")
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="Only the first N images (sorted by id): a quick run.")
-@click.option("--roi-rule", type=click.Choice(["warp", "square"]), default="warp", show_default=True,
+@click.option("--roi-rule", type=ROI_RULE_CHOICE, default="warp", show_default=True,
               help="Cut the teacher's logits in this ROI rule's frame: the rule of the student it will teach.")
 def teacher_cache(annotations: Path, images_dir: Path, cache_dir: Path, teacher_spec: str, rank: int, world_size: int,
                   max_images: Optional[int], roi_rule: str) -> None:
@@ -499,7 +498,7 @@ def data_split(annotations: Path, val_ids: Optional[Path], exclude_ids, out_dir:
 @click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True,
               help="tf.distribute strategy: one device, all GPUs of this machine, or several machines (TF_CONFIG).")
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="Only the first N images (sorted by id): a quick run.")
-@click.option("--roi-rule", type=click.Choice(["warp", "square"]), default="warp", show_default=True,
+@click.option("--roi-rule", type=ROI_RULE_CHOICE, default="warp", show_default=True,
               help="How a box becomes the model's input crop: warp (the padded box stretched to 96x96) or square "
                    "(the authors' squared box). The checkpoint records it and every consumer follows it.")
 @click.option("--teacher-weight", type=click.FloatRange(0, 1), default=1.0, show_default=True,

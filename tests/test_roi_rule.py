@@ -43,6 +43,9 @@ def test_the_rule_has_no_default_and_is_checked():
     with pytest.raises(PicosamError, match="ROI rule 'diagonal' is not one of square, warp"):
         roi_from_box(WIDE_BOX, 640, 480, rule="diagonal")
     assert ROI_RULES == ("square", "warp") and LEGACY_ROI_RULE == "square"
+    from imx500_picosam.firmware import package  # spells the rules itself: the flash bundle has no geometry
+
+    assert package.ROI_RULES == ROI_RULES
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -35,14 +35,20 @@ class PackagingResult:
 # keeps a ROI's aspect ratio only when network_intrinsics carries input_aspect_ratio, so a
 # ``square`` model gets 1:1 and a ``warp`` model none (the sensor stretches the box's ROI as it is).
 SQUARE_INTRINSICS = {"width": 1, "height": 1}
+ROI_RULES = ("square", "warp")  # == geometry.ROI_RULES (tests/test_roi_rule.py checks)
+
+
+def _check_rule(rule, what: str) -> str:
+    if rule not in ROI_RULES:
+        raise PicosamError(f"{what} {str(rule)[:20]!r} is not one of {', '.join(ROI_RULES)}")
+    return rule
 
 
 def segmentation_intrinsics(inference_rate: float, roi_rule: str) -> Dict[str, Any]:
     """What picamera2 needs to know about a PicoSAM network trained with ``roi_rule``."""
     from firmware_packaging.rpk import build_intrinsics
 
-    if roi_rule not in ("square", "warp"):
-        raise PicosamError(f"ROI rule '{roi_rule}' is not one of square, warp")
+    _check_rule(roi_rule, "ROI rule")
     aspect = dict(SQUARE_INTRINSICS) if roi_rule == "square" else None
     return build_intrinsics(task="segmentation", inference_rate=inference_rate, input_aspect_ratio=aspect)
 
@@ -71,9 +77,7 @@ def roi_rule_of_report(report_path: Path) -> Optional[str]:
     except (OSError, ValueError) as err:
         raise PicosamError(f"{report_path}: not a readable build report ({err.__class__.__name__})") from None
     rule = (report.get("model") or {}).get("roi_rule", "square") if isinstance(report, dict) else None
-    if rule not in ("square", "warp"):
-        raise PicosamError(f"{report_path}: model.roi_rule is {str(rule)[:20]!r}, not square or warp")
-    return rule
+    return _check_rule(rule, f"{report_path}: model.roi_rule")
 
 
 def finish_on_pi_hint(packer_out: Path) -> str:

@@ -44,7 +44,7 @@ DEFAULT_JITTERS = (0.0, 0.1, 0.3)
 # ``--methods`` names are the names results are stored under, everywhere (JSON, .jsonl,
 # ``--compare``, ``picosam compare``). Runs written before that stored the PicoSAM ones under
 # these names, which are still read as aliases.
-METHOD_NAMES = {name: name for name in ("float", "quantized", "tflite", "box", "grabcut", "teacher")}
+METHODS = ("float", "quantized", "tflite", "box", "grabcut", "teacher")
 LEGACY_METHOD_NAMES = {"picosam-float": "float", "picosam-mct": "quantized", "picosam-tflite-int8": "tflite"}
 # The frame of the paper's crop protocol, and of the teacher's logits.
 PAPER_ROI_RULE = "square"
@@ -237,7 +237,10 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
     batched = [m for m in methods if m.kind == "crop" and not hasattr(m, "predict_one")]
     direct = [m for m in methods if m not in batched]
     # Batched methods share crops by ROI rule: one queue per rule among them.
-    rules = sorted({getattr(m, "roi_rule", PAPER_ROI_RULE) for m in batched})
+    by_rule: Dict[str, List] = {}
+    for method in batched:
+        by_rule.setdefault(getattr(method, "roi_rule", PAPER_ROI_RULE), []).append(method)
+    rules = sorted(by_rule)
     queues: Dict[str, List[_Queued]] = {rule: [] for rule in rules}
 
     def run_batched(rule: str) -> None:
@@ -245,7 +248,7 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
         if not queue:
             return
         crops = np.stack([item.crop for item in queue])
-        for method in (m for m in batched if getattr(m, "roi_rule", PAPER_ROI_RULE) == rule):
+        for method in by_rule[rule]:
             started = time.perf_counter()
             logits = np.asarray(method.predict_crops(crops))
             for item, item_logits in zip(queue, logits):
@@ -331,7 +334,7 @@ def evaluate_methods(instances, methods: Sequence, jitters: Sequence[float] = DE
 def resolve_method_name(given: str, names: Sequence[str]) -> str:
     """The stored name, among ``names``, of a method given by its ``--methods`` name (or an older
     run's stored name)."""
-    for candidate in (given, METHOD_NAMES.get(given), LEGACY_METHOD_NAMES.get(given)):
+    for candidate in (given, LEGACY_METHOD_NAMES.get(given)):
         if candidate in names:
             return candidate
     raise PicosamError(f"--compare: '{given}' is not among the evaluated methods ({', '.join(names)})")
@@ -346,7 +349,7 @@ def parse_compare(values: Sequence[str], method_names: Sequence[str]) -> List[Tu
         if len(names) != 2 or not all(names):
             raise PicosamError(f"--compare '{text}': expected two method names, e.g. float,box")
         for name in names:
-            resolve_method_name(name, [METHOD_NAMES.get(m, m) for m in method_names])
+            resolve_method_name(name, list(method_names))
         pairs.append((names[0], names[1]))
     return pairs
 
@@ -543,7 +546,7 @@ def build_methods(names: Sequence[str], checkpoint_path: Optional[Path], teacher
     ckpt = resolve_checkpoint(checkpoint_path) if any(n in PICOSAM_METHODS for n in names) else None
     for name in names:
         if name in PICOSAM_METHODS:
-            methods.append(CropMethod(METHOD_NAMES[name], load_engine(ckpt, name, num_threads=2), ckpt.roi_rule, ckpt))
+            methods.append(CropMethod(name, load_engine(ckpt, name, num_threads=2), ckpt.roi_rule, ckpt))
         elif name == "box":
             methods.append(BoxMethod())
         elif name == "grabcut":

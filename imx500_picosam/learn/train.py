@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import PicosamError
-from ..geometry import ROI_RULES
+from ..geometry import check_rule
 
 MODES = ("hybrid", "supervised", "teacher")
 LR_DECAYS = ("none", "linear")
@@ -79,8 +79,7 @@ class TrainConfig:
             raise PicosamError(f"EMA decay {self.ema} is not in [0, 1)")
         if self.precision not in PRECISIONS:
             raise PicosamError(f"precision '{self.precision}' is not one of {PRECISIONS}")
-        if self.roi_rule not in ROI_RULES:
-            raise PicosamError(f"ROI rule '{self.roi_rule}' is not one of {', '.join(ROI_RULES)}")
+        check_rule(self.roi_rule)
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise PicosamError(f"teacher weight {self.teacher_weight} is not in [0, 1]")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from ..errors import PicosamError
-from ..geometry import LEGACY_ROI_RULE, ROI_RULES
+from ..geometry import LEGACY_ROI_RULE, ROI_RULES, check_rule
 from ..hashing import sha256_of
 
 SIDECAR_FORMAT = "imx500-picosam-checkpoint/1"
@@ -71,8 +71,7 @@ def save_checkpoint(model, weights_path: Path, provenance: Provenance, roi_rule:
         raise PicosamError(f"{weights_path}: checkpoint weights must be named *{WEIGHTS_SUFFIX}")
     if provenance.kind not in PROVENANCE_KINDS:
         raise PicosamError(f"provenance '{provenance.kind}' is not one of {PROVENANCE_KINDS}")
-    if roi_rule not in ROI_RULES:
-        raise PicosamError(f"ROI rule '{roi_rule}' is not one of {ROI_RULES}")
+    check_rule(roi_rule)
 
     def describe(digest: str) -> Checkpoint:
         return Checkpoint(
